@@ -55,6 +55,7 @@ DEFAULT_MAX_EVENT_BYTES = 16 * 1024 * 1024
 # Chromium (and it keeps int() away from its quadratic path on huge digit strings).
 _MAX_RETRY_DIGITS = 20
 _MAX_RETRY = 2**64 - 1
+_CLOSED = "feed() after close(): the stream has ended; use a new parser for a new stream"
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,11 +182,9 @@ class EventStreamParser(Generic[T]):
 
     __slots__ = (
         "_bom",
-        "_closed",
         "_comments",
         "_data",
         "_data_bytes",
-        "_error",
         "_event_type",
         "_id_buffer",
         "_max_event",
@@ -193,6 +192,7 @@ class EventStreamParser(Generic[T]):
         "_pending",
         "_pending_bytes",
         "_skip_lf",
+        "_stop",
         "last_event_id",
         "retry",
     )
@@ -248,11 +248,11 @@ class EventStreamParser(Generic[T]):
         self._max_line = max_line_bytes
         self._max_event = max_event_bytes
         self._comments = comments
-        self._closed = False
-        self._error: str | None = None
+        # Why feed() refuses input (closed, or failed earlier), or None while open.
+        self._stop: str | None = None
 
     def __repr__(self) -> str:
-        state = "dead" if self._error else "closed" if self._closed else "open"
+        state = "open" if self._stop is None else "closed" if self._stop is _CLOSED else "dead"
         return (
             f"<EventStreamParser {state} last_event_id={self.last_event_id!r} "
             f"retry={self.retry!r} buffered={self._pending_bytes + self._data_bytes}>"
@@ -274,14 +274,12 @@ class EventStreamParser(Generic[T]):
                 was closed or failed earlier. Its ``events`` attribute holds the events
                 this call completed before the fault. The parser is dead afterwards.
         """
-        if self._error is not None or self._closed:
-            raise EventStreamError(self._refusal())
-        if not isinstance(chunk, (bytes, bytearray, memoryview)):
-            raise TypeError(f"feed() takes bytes, not {type(chunk).__name__}")
+        if type(chunk) is not bytes:
+            chunk = _as_bytes(chunk)
+        if self._stop is not None:
+            raise EventStreamError(self._stop)
         if not chunk:
             return []
-        if type(chunk) is not bytes:
-            chunk = bytes(chunk)
         if self._bom is not None:
             chunk = self._strip_bom(chunk)
             if not chunk:
@@ -293,12 +291,16 @@ class EventStreamParser(Generic[T]):
                 if not chunk:
                     return []
         if b"\r" in chunk:
-            # A trailing CR ends its line now; an LF opening the next chunk is its pair.
-            self._skip_lf = chunk[-1] == 13
-            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-
-        lines = chunk.split(b"\n")
-        tail = lines.pop()  # the unterminated rest (b"" when the chunk ends a line)
+            # bytes.splitlines splits at CRLF, CR and LF only: exactly the standard's
+            # line ends. A trailing CR ends its line now; an LF opening the next chunk
+            # is its pair and is skipped.
+            lines = chunk.splitlines()
+            last = chunk[-1]
+            self._skip_lf = last == 13
+            tail = b"" if last == 13 or last == 10 else lines.pop()
+        else:
+            lines = chunk.split(b"\n")
+            tail = lines.pop()  # the unterminated rest (b"" when the chunk ends a line)
         pending = self._pending
         if not lines:  # no line end in this chunk: the line goes on
             pending.append(tail)
@@ -313,12 +315,13 @@ class EventStreamParser(Generic[T]):
 
         # Exact limit checks run only when this chunk could cross a limit.
         budget = len(chunk) + self._pending_bytes
-        bad_line = -1
+        too_long = len(tail) if len(tail) > self._max_line else 0
         if budget > self._max_line:
             lengths = list(map(len, lines))
             if max(lengths) > self._max_line:
-                bad_line = next(i for i, n in enumerate(lengths) if n > self._max_line)
-                del lines[bad_line:]
+                bad = next(i for i, n in enumerate(lengths) if n > self._max_line)
+                too_long = lengths[bad]
+                del lines[bad:]  # the lines before it still take effect
         if tail:
             pending.append(tail)
         self._pending_bytes = len(tail)
@@ -327,7 +330,8 @@ class EventStreamParser(Generic[T]):
         out: list[Any] = []
         append = out.append
         data = self._data
-        start = len(data)
+        add_data = data.append
+        start = len(data)  # data lines before this index were counted in _data_bytes
         size = self._data_bytes
         event_type = self._event_type
         id_buffer = self._id_buffer
@@ -337,60 +341,70 @@ class EventStreamParser(Generic[T]):
             if not line:  # blank line: dispatch
                 last_event_id = id_buffer
                 if data:
-                    raw = data[0] if len(data) == 1 else b"\n".join(data)
                     ev = _new(ServerSentEvent)
                     _set_event(ev, event_type or "message")
-                    _set_data(ev, raw.decode("utf-8", "replace"))
+                    _set_data(
+                        ev,
+                        (data[0] if len(data) == 1 else b"\n".join(data)).decode(
+                            "utf-8", "replace"
+                        ),
+                    )
                     _set_id(ev, id_buffer)
                     append(ev)
-                    data = []
-                    size = 0
+                    data.clear()
+                    start = size = 0
                 event_type = ""
                 continue
-            name, _, value = line.partition(b":")
-            if value[:1] == b" ":
-                value = value[1:]
-            if name == b"data":
-                data.append(value)
-                if check_event:
-                    size += len(value) + 1
-                    if size > self._max_event:
-                        self._data = data
-                        self._event_type = event_type
-                        self._id_buffer = id_buffer
-                        self.last_event_id = last_event_id
-                        raise self._fail(
-                            f"an event's data grew past max_event_bytes={self._max_event} "
-                            f"bytes; if the server's events are really this large, create "
-                            f"the parser with a larger max_event_bytes",
-                            out,
-                        )
-            elif name == b"event":
-                event_type = value.decode("utf-8", "replace")
-            elif name == b"id":
-                if b"\0" not in value:
-                    id_buffer = value.decode("utf-8", "replace")
-            elif name == b"retry":
-                retry = _parse_retry(value)
-                if retry is not None:
-                    self.retry = retry
-            elif not name and comments:
-                append(_make_comment(value))
+            # The three common lines of real streams take a short path: a slice
+            # compare is cheaper than partition() plus the space check.
+            if line[:6] == b"data: ":
+                value = line[6:]
+            elif line[:7] == b"event: ":
+                event_type = line[7:].decode("utf-8", "replace")
+                continue
+            elif line[:4] == b"id: ":
+                if b"\0" not in line:
+                    id_buffer = line[4:].decode("utf-8", "replace")
+                continue
+            else:
+                name, _, value = line.partition(b":")
+                if value[:1] == b" ":
+                    value = value[1:]
+                if name != b"data":
+                    if name == b"event":
+                        event_type = value.decode("utf-8", "replace")
+                    elif name == b"id":
+                        if b"\0" not in value:
+                            id_buffer = value.decode("utf-8", "replace")
+                    elif name == b"retry":
+                        retry = _parse_retry(value)
+                        if retry is not None:
+                            self.retry = retry
+                    elif not name and comments:
+                        append(_make_comment(value))
+                    continue
+            add_data(value)
+            if check_event:
+                size += len(value) + 1
+                if size > self._max_event:
+                    self._event_type = event_type
+                    self._id_buffer = id_buffer
+                    self.last_event_id = last_event_id
+                    raise self._fail(
+                        f"event too large: its data grew past max_event_bytes="
+                        f"{self._max_event}; if the server's events are really this "
+                        f"large, create the parser with a larger max_event_bytes",
+                        out,
+                    )
         self._event_type = event_type
         self._id_buffer = id_buffer
         self.last_event_id = last_event_id
-        if data:
-            if check_event:
-                self._data_bytes = size
-            elif data is self._data:  # no dispatch in this call: count what it added
-                self._data_bytes = size + sum(map(len, data[start:])) + len(data) - start
-            else:
-                self._data_bytes = sum(map(len, data)) + len(data)
-        else:
-            self._data_bytes = 0
-        self._data = data
-        if bad_line >= 0 or len(tail) > self._max_line:
-            raise self._fail(self._line_too_long(None), out)
+        if check_event or not data:
+            self._data_bytes = size if data else 0
+        else:  # count the data lines this call added
+            self._data_bytes = size + sum(map(len, data[start:])) + len(data) - start
+        if too_long:
+            raise self._fail(self._line_too_long(too_long), out)
         return out
 
     def close(self) -> bool:
@@ -404,13 +418,13 @@ class EventStreamParser(Generic[T]):
             whose blank line never came), so the caller can report that the stream
             ended mid-event; False if the stream ended cleanly between events.
         """
-        if self._closed or self._error is not None:
+        if self._stop is not None:
             return False
-        self._closed = True
+        self._stop = _CLOSED
         discarded = bool(self._pending_bytes or self._data or self._bom)
         self._pending.clear()
         self._pending_bytes = 0
-        self._data = []
+        self._data.clear()
         self._data_bytes = 0
         self._event_type = ""
         self._bom = None
@@ -426,30 +440,26 @@ class EventStreamParser(Generic[T]):
         self._bom = None
         return held[3:] if held.startswith(_BOM) else held
 
-    def _line_too_long(self, size: int | None) -> str:
-        what = (
-            f"a line reached {size} bytes without a line end"
-            if size is not None
-            else "a line longer than that arrived"
-        )
+    def _line_too_long(self, size: int) -> str:
         return (
-            f"line too long: {what}, past max_line_bytes={self._max_line}; if the "
-            f"server really sends lines this long, create the parser with a larger "
-            f"max_line_bytes"
+            f"line too long: a line reached {size} bytes, past max_line_bytes="
+            f"{self._max_line}; if the server really sends lines this long, create the "
+            f"parser with a larger max_line_bytes"
         )
 
     def _fail(self, message: str, events: list[Any]) -> EventStreamError:
-        self._error = message
+        self._stop = (
+            f"the parser failed earlier ({message}) and accepts no more input; "
+            f"start a new stream with a new parser"
+        )
         self._pending.clear()
         self._pending_bytes = 0
-        self._data = []
+        self._data.clear()
         self._data_bytes = 0
         return EventStreamError(message, events)
 
-    def _refusal(self) -> str:
-        if self._error is not None:
-            return (
-                f"the parser failed earlier ({self._error}) and accepts no more input; "
-                f"start a new stream with a new parser"
-            )
-        return "feed() after close(): the stream has ended; use a new parser for a new stream"
+
+def _as_bytes(chunk: object) -> bytes:
+    if isinstance(chunk, (bytearray, memoryview)):
+        return bytes(chunk)
+    raise TypeError(f"feed() takes bytes, not {type(chunk).__name__}")
