@@ -13,6 +13,7 @@ import re
 __all__ = ["encode_comment", "encode_event"]
 
 _LINE_END = re.compile(r"\r\n|\r|\n")
+_MAX_RETRY = 2**64 - 1  # the parser, like Chromium, ignores larger values
 
 
 def _field(name: bytes, value: str) -> bytes:
@@ -49,15 +50,18 @@ def encode_event(
 
     Raises:
         ValueError: ``event`` or ``id`` contains CR or LF, ``id`` contains NUL,
-            or ``retry`` is negative.
+            or ``retry`` is negative or past 2**64-1 (which parsers ignore).
         TypeError: A value has the wrong type.
     """
     out = []
     if retry is not None:
         if isinstance(retry, bool) or not isinstance(retry, int):
             raise TypeError(f"retry must be an int (milliseconds), not {type(retry).__name__}")
-        if retry < 0:
-            raise ValueError(f"retry must be >= 0 milliseconds, not {retry}")
+        if not 0 <= retry <= _MAX_RETRY:
+            raise ValueError(
+                f"retry must be between 0 and 2**64-1 milliseconds (clients ignore "
+                f"other values), not {retry}"
+            )
         out.append(b"retry: %d\n" % retry)
     if id is not None:
         _check_str("id", id)
