@@ -49,6 +49,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Generic, Literal, NamedTuple, TypeVar, overload
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from typing_extensions import Self
 
 from ._errors import EventStreamError
@@ -71,6 +73,10 @@ _LONG_LINE = 16 * 1024
 _new = tuple.__new__
 _tuple_eq = tuple.__eq__
 _CLOSED = "feed() after close(): the stream has ended; use a new parser for a new stream"
+
+
+def _validated_make(cls: Any, iterable: Iterable[Any]) -> Any:
+    return cls(*iterable)
 
 
 class _EventFields(NamedTuple):
@@ -122,6 +128,9 @@ class ServerSentEvent(_EventFields):
 
     __hash__ = _EventFields.__hash__
 
+    # namedtuple's own _make (and so _replace) would skip __new__'s validation.
+    _make = classmethod(_validated_make)  # type: ignore[assignment]
+
     def json(self) -> Any:
         """Decode :attr:`data` as JSON (``json.loads``)."""
         import json
@@ -152,6 +161,7 @@ class Comment(_CommentFields):
     __eq__ = ServerSentEvent.__eq__
     __ne__ = ServerSentEvent.__ne__
     __hash__ = _CommentFields.__hash__
+    _make = classmethod(_validated_make)  # type: ignore[assignment]
 
 
 def _decode(raw: bytes) -> str:
@@ -322,7 +332,7 @@ class EventStreamParser(Generic[T]):
             # bytes.splitlines splits at CRLF, CR and LF only: exactly the standard's
             # line ends. A trailing CR ends its line now; an LF opening the next chunk
             # is its pair and is skipped (see _start_chunk).
-            lines = chunk.splitlines()
+            lines: list[bytes] = chunk.splitlines()
             last = chunk[-1]
             if last == 13:
                 self._skip_lf = True
@@ -354,11 +364,11 @@ class EventStreamParser(Generic[T]):
 
         # Exact limit checks run only when this chunk could cross a limit.
         n = len(tail)
-        too_long = n if n > self._max_line else 0
-        if budget > self._max_line and lines:
-            lengths = list(map(len, lines))
+        too_long = 0
+        if budget > self._max_line:
+            lengths = [*map(len, lines), n]
             if max(lengths) > self._max_line:
-                bad = next(i for i, n in enumerate(lengths) if n > self._max_line)
+                bad = next(i for i, k in enumerate(lengths) if k > self._max_line)
                 too_long = lengths[bad]
                 del lines[bad:]  # the lines before it still take effect
         if n:
