@@ -93,7 +93,9 @@ def sseproto_events(chunks: Chunks) -> Iterator[sseproto.ServerSentEvent]:
     parser = sseproto.EventStreamParser()
     feed = parser.feed
     for chunk in chunks:
-        yield from feed(chunk)
+        events = feed(chunk)
+        if events:  # most small chunks complete no event: skip the empty list
+            yield from events
     parser.close()
 
 
