@@ -11,20 +11,24 @@ size, without ever looking at a byte twice:
 * **Lines are split on bytes, then decoded.** CR, LF and ``:`` are ASCII, and UTF-8
   never uses an ASCII byte inside a multi-byte sequence, so splitting bytes gives the
   same lines as splitting the decoded text. Decoding each field value on its own with
-  the ``"replace"`` handler gives the same U+FFFD as decoding the whole stream, and a
-  character split across chunks is never decoded until its line is whole.
+  replacement gives the same U+FFFD as decoding the whole stream, and a character
+  split across chunks is never decoded until its line is whole. Values are decoded
+  strictly first (faster, and the same text whenever it succeeds) and with
+  ``"replace"`` only when that fails.
 
-* **Line ends.** Each new chunk has its CRLFs and lone CRs turned into LF with two
-  C-speed ``replace`` calls, then one ``split(b"\\n")``. The only line end that can
-  straddle two chunks is CRLF, with the CR at the end of one chunk: that CR ends its
-  line at once (so an event whose blank line is a CR comes out of the ``feed`` that
-  brought the CR, never later) and a flag swallows an LF at the start of the next chunk.
+* **Line ends.** A chunk without CR is split with ``split(b"\n")``; one with CR with
+  ``bytes.splitlines()``, which splits at exactly CRLF, CR and LF (``str.splitlines``
+  would also split at U+2028 and friends). The only line end that can straddle two
+  chunks is CRLF, with the CR at the end of one chunk: that CR ends its line at once
+  (so an event whose blank line is a CR comes out of the ``feed`` that brought the CR,
+  never later) and a flag swallows an LF at the start of the next chunk.
 
 * **Partial lines.** The unterminated tail of a chunk is kept as a list of pieces and
   joined once, when its line end arrives. Line ends are searched for only in the new
   bytes, so the total work is linear in the input whatever the chunking. A chunk with
   no line end at all (small network reads of a long line) takes a short path: two
-  ``in`` tests and an append. A long ``data:`` line that arrived in pieces has its
+  ``in`` tests (with int needles: ``10 in chunk`` skips the exception CPython raises
+  and clears for a bytes needle) and an append. A long ``data:`` line that arrived in pieces has its
   prefix cut from the first piece before the join, so the value is built by one copy.
 
 * **Events are named tuples.** Building a tuple subclass is about three times cheaper
