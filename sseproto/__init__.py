@@ -2,22 +2,62 @@
 
 Layer 1 (sans-IO): :class:`EventStreamParser` turns bytes into
 :class:`ServerSentEvent` objects; :func:`encode_event` and :func:`encode_comment`
-do the reverse. See ``DESIGN.md`` for the layers above.
+do the reverse. Layer 2 (:mod:`sseproto.tasks`, pure too): :func:`decode_task_event`
+turns the task stream's events into typed objects, with the polling and webhook
+payloads beside it. See ``DESIGN.md`` for the layers above.
 """
 
 from ._encoder import encode_comment, encode_event
-from ._errors import EventStreamError, SSEProtoError
+from ._errors import EventStreamError, SSEProtoError, TaskEventError, WebhookSignatureError
 from ._parser import Comment, EventStreamParser, ServerSentEvent
+from .tasks import (
+    Cancelled,
+    Completed,
+    Failed,
+    Progress,
+    StatusChanged,
+    StreamError,
+    TaskEvent,
+    TaskResult,
+    TaskSnapshot,
+    TaskStatus,
+    UnknownEvent,
+    WebhookEvent,
+    decode_task_event,
+    decode_task_result,
+    decode_task_snapshot,
+    parse_timestamp,
+    verify_webhook,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Cancelled",
     "Comment",
+    "Completed",
     "EventStreamError",
     "EventStreamParser",
+    "Failed",
+    "Progress",
     "SSEProtoError",
     "ServerSentEvent",
+    "StatusChanged",
+    "StreamError",
+    "TaskEvent",
+    "TaskEventError",
+    "TaskResult",
+    "TaskSnapshot",
+    "TaskStatus",
+    "UnknownEvent",
+    "WebhookEvent",
+    "WebhookSignatureError",
     "__version__",
+    "decode_task_event",
+    "decode_task_result",
+    "decode_task_snapshot",
     "encode_comment",
     "encode_event",
+    "parse_timestamp",
+    "verify_webhook",
 ]

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["EventStreamError", "SSEProtoError"]
+__all__ = ["EventStreamError", "SSEProtoError", "TaskEventError", "WebhookSignatureError"]
 
 
 class SSEProtoError(Exception):
@@ -32,3 +32,32 @@ class EventStreamError(SSEProtoError):
     def __init__(self, message: str, events: Sequence[Any] = ()) -> None:
         super().__init__(message)
         self.events: list[Any] = list(events)
+
+
+class TaskEventError(SSEProtoError):
+    """A task payload could not be decoded: not a JSON object, or a field it cannot
+    be without is missing or of the wrong type. Extra or unknown fields never cause it.
+
+    Attributes:
+        event: The :class:`~sseproto.ServerSentEvent` at fault (None for the polling
+            and webhook payloads).
+        field: The name of the field at fault, or None when the whole payload is.
+        payload: The decoded JSON object, when there was one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        event: Any = None,
+        field: str | None = None,
+        payload: Any = None,
+    ) -> None:
+        super().__init__(message)
+        self.event = event
+        self.field = field
+        self.payload = payload
+
+
+class WebhookSignatureError(SSEProtoError):
+    """A webhook delivery's signature is missing, malformed or wrong: reject the request."""

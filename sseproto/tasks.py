@@ -1,0 +1,618 @@
+"""Typed task events: what the Cyberun task API sends, as immutable Python objects.
+
+Layer 2 of sseproto, pure code (no I/O, no clock): it turns the generic
+:class:`~sseproto.ServerSentEvent` objects of ``GET /tasks/{id}/events`` into
+:class:`StatusChanged`, :class:`Progress`, :class:`Completed`, :class:`Failed`,
+:class:`Cancelled`, :class:`StreamError` or :class:`UnknownEvent`; the JSON of the
+polling endpoints into :class:`TaskSnapshot` and :class:`TaskResult`; and a signed
+webhook delivery into a :class:`WebhookEvent`.
+
+Tolerance, because the API grows and documents little:
+
+* Every decoded object keeps what it was made from (``raw``, and ``sse`` for stream
+  events), so nothing the server sent is lost.
+* Extra fields are never an error. An optional field that is missing, ``null`` or of
+  an unexpected type becomes ``None``. An unknown event type becomes an
+  :class:`UnknownEvent`; an unknown status value a :class:`TaskStatus` that keeps its
+  string and is not terminal.
+* Only what the object cannot be without raises :class:`~sseproto.TaskEventError`:
+  data that is not a JSON object, or a required field (``task_id`` everywhere, the
+  ``status`` of a status event, the ``progress`` of a progress event) missing or of
+  the wrong type. The error names the field and carries the event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeAlias
+
+from ._errors import TaskEventError, WebhookSignatureError
+from ._parser import ServerSentEvent
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = [
+    "Cancelled",
+    "Completed",
+    "Failed",
+    "Progress",
+    "StatusChanged",
+    "StreamError",
+    "TaskEvent",
+    "TaskResult",
+    "TaskSnapshot",
+    "TaskStatus",
+    "UnknownEvent",
+    "WebhookEvent",
+    "decode_task_event",
+    "decode_task_result",
+    "decode_task_snapshot",
+    "parse_timestamp",
+    "verify_webhook",
+]
+
+
+# -- statuses ----------------------------------------------------------------------
+
+
+class TaskStatus(str):
+    """A task's status: a ``str`` that compares case-insensitively with the API's values.
+
+    The documented values are class attributes (``TaskStatus.RUNNING`` …). Any other
+    value (``"provisioning"``, or a state the API adds later) is kept as its
+    lower-cased string, with ``is_known`` False, and is never terminal. ``"canceled"``
+    is read as :attr:`CANCELLED`. Known values are singletons, so ``is`` works too.
+    """
+
+    __slots__ = ()
+
+    PENDING: ClassVar[TaskStatus]
+    WAITING: ClassVar[TaskStatus]
+    QUEUED: ClassVar[TaskStatus]
+    RUNNING: ClassVar[TaskStatus]
+    COMPLETED: ClassVar[TaskStatus]
+    FAILED: ClassVar[TaskStatus]
+    CANCELLED: ClassVar[TaskStatus]
+    #: Every documented status, in the order a task goes through them.
+    KNOWN: ClassVar[tuple[TaskStatus, ...]]
+    TERMINAL: ClassVar[frozenset[TaskStatus]]
+
+    def __new__(cls, value: str) -> TaskStatus:
+        if not isinstance(value, str):
+            raise TypeError(f"a task status is a str, not {type(value).__name__}")
+        key = value.strip().lower()
+        known = _STATUSES.get(key)
+        if known is not None:
+            return known
+        return str.__new__(cls, key)
+
+    @property
+    def is_terminal(self) -> bool:
+        """True for completed, failed and cancelled: the task will not change again."""
+        return self in TaskStatus.TERMINAL
+
+    @property
+    def is_known(self) -> bool:
+        """True for the documented values; False for a value this version does not know."""
+        return _STATUSES.get(str(self)) is self
+
+    def __repr__(self) -> str:
+        return f"TaskStatus({str.__repr__(self)})"
+
+
+_STATUSES: dict[str, TaskStatus] = {}
+for _name in ("pending", "waiting", "queued", "running", "completed", "failed", "cancelled"):
+    _STATUSES[_name] = str.__new__(TaskStatus, _name)
+    setattr(TaskStatus, _name.upper(), _STATUSES[_name])
+_STATUSES["canceled"] = _STATUSES["cancelled"]  # the American spelling
+TaskStatus.KNOWN = tuple(_STATUSES[n] for n in ("pending", "waiting", "queued", "running"))
+TaskStatus.KNOWN += (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED)
+TaskStatus.TERMINAL = frozenset((TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED))
+
+
+# -- timestamps --------------------------------------------------------------------
+
+_RFC3339: Final = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?"
+    r"(?:[Zz]|([+-])(\d{2}):?(\d{2}))?"
+)
+
+
+def parse_timestamp(value: object) -> datetime | None:
+    """A timezone-aware ``datetime`` from an API timestamp, or None if it does not parse.
+
+    Accepts RFC 3339 (``2025-01-02T03:04:05Z``, with or without fractional seconds,
+    which are cut to microseconds, with ``Z`` or a ``±hh:mm`` offset); a timestamp
+    without an offset is taken as UTC. A number is taken as seconds since the Unix
+    epoch. Anything else (including ``None``) gives None: a timestamp is never a
+    reason to reject a payload.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        try:
+            return datetime.fromtimestamp(value, timezone.utc)
+        except (OverflowError, OSError, ValueError):
+            return None
+    if not isinstance(value, str):
+        return None
+    m = _RFC3339.fullmatch(value.strip())
+    if m is None:
+        return None
+    year, month, day, hour, minute, second, frac, sign, oh, om = m.groups()
+    tz = timezone.utc
+    if sign is not None:
+        offset = timedelta(hours=int(oh), minutes=int(om))
+        try:
+            tz = timezone(offset if sign == "+" else -offset)
+        except ValueError:
+            return None
+    try:
+        return datetime(
+            int(year),
+            int(month),
+            int(day),
+            int(hour),
+            int(minute),
+            min(int(second), 59),  # a leap second becomes :59
+            int((frac or "0")[:6].ljust(6, "0")),
+            tzinfo=tz,
+        )
+    except ValueError:
+        return None
+
+
+# -- field readers -----------------------------------------------------------------
+
+
+def _opt_str(obj: dict[str, Any], key: str) -> str | None:
+    value = obj.get(key)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)  # an id sent as a number
+    return None
+
+
+def _opt_int(obj: dict[str, Any], key: str) -> int | None:
+    value = obj.get(key)
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def _opt_error(obj: dict[str, Any], key: str) -> str | None:
+    """An error message: ``""`` and ``null`` both mean no error."""
+    value = obj.get(key)
+    if value is None or value == "":
+        return None
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _required_str(obj: dict[str, Any], key: str, sse: ServerSentEvent | None) -> str:
+    value = _opt_str(obj, key)
+    if not value:
+        got = "missing" if key not in obj else f"{type(obj[key]).__name__} {obj[key]!r}"
+        raise TaskEventError(
+            f"{_where(sse)} needs a non-empty string {key!r}, got {got}",
+            event=sse,
+            field=key,
+            payload=obj,
+        )
+    return value
+
+
+def _where(sse: ServerSentEvent | None) -> str:
+    if sse is None:
+        return "the payload"
+    return f"the {sse.event!r} event" + (f" (id {sse.id!r})" if sse.id else "")
+
+
+def _load_json(text: str | bytes) -> Any:
+    """json.loads, tolerant of literal line breaks in strings (data lines joined)."""
+    return json.loads(text, strict=False)
+
+
+# -- task events -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChanged:
+    """``status``: the task moved to another state. Not terminal itself (the
+    ``completed``, ``failed`` and ``cancelled`` events are), though ``status`` may be."""
+
+    task_id: str
+    status: TaskStatus
+    timestamp: datetime | None = None
+    sse: ServerSentEvent = field(default_factory=ServerSentEvent, repr=False, compare=False)
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    is_terminal: ClassVar[bool] = False
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """``progress``: how far the task is, from 0.0 to 1.0.
+
+    ``step_current``/``step_total`` come only when the runtime reports steps;
+    ``current_node`` is the ComfyUI node id; ``stage`` (download, process_data, train,
+    export, upload) and ``message`` come from Nerfstudio tasks.
+    """
+
+    task_id: str
+    progress: float
+    step_current: int | None = None
+    step_total: int | None = None
+    current_node: str | None = None
+    stage: str | None = None
+    message: str | None = None
+    timestamp: datetime | None = None
+    sse: ServerSentEvent = field(default_factory=ServerSentEvent, repr=False, compare=False)
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    is_terminal: ClassVar[bool] = False
+
+
+@dataclass(frozen=True, slots=True)
+class Completed:
+    """``completed``: the task succeeded. ``output`` is its output (any JSON)."""
+
+    task_id: str
+    output: Any = None
+    completed_at: datetime | None = None
+    sse: ServerSentEvent = field(default_factory=ServerSentEvent, repr=False, compare=False)
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    is_terminal: ClassVar[bool] = True
+    status: ClassVar[TaskStatus] = TaskStatus.COMPLETED
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """``failed``: the task failed; ``error`` says why (``""`` when the server did not)."""
+
+    task_id: str
+    error: str = ""
+    sse: ServerSentEvent = field(default_factory=ServerSentEvent, repr=False, compare=False)
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    is_terminal: ClassVar[bool] = True
+    status: ClassVar[TaskStatus] = TaskStatus.FAILED
+
+
+@dataclass(frozen=True, slots=True)
+class Cancelled:
+    """``cancelled``: the task was cancelled."""
+
+    task_id: str
+    sse: ServerSentEvent = field(default_factory=ServerSentEvent, repr=False, compare=False)
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    is_terminal: ClassVar[bool] = True
+    status: ClassVar[TaskStatus] = TaskStatus.CANCELLED
+
+
+@dataclass(frozen=True, slots=True)
+class StreamError:
+    """``error``: the server failed to read the task state. Not terminal: the task may
+    still be running and the stream may go on (if it closes, poll instead)."""
+
+    message: str = ""
+    sse: ServerSentEvent = field(default_factory=ServerSentEvent, repr=False, compare=False)
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    is_terminal: ClassVar[bool] = False
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownEvent:
+    """An event type this version does not know, kept whole. ``json`` is its data
+    decoded as JSON, or None when the data is not JSON."""
+
+    event: str
+    data: str
+    json: Any = None
+    sse: ServerSentEvent = field(default_factory=ServerSentEvent, repr=False, compare=False)
+    is_terminal: ClassVar[bool] = False
+
+
+#: What :func:`decode_task_event` returns.
+TaskEvent: TypeAlias = (
+    StatusChanged | Progress | Completed | Failed | Cancelled | StreamError | UnknownEvent
+)
+
+
+def decode_task_event(sse: ServerSentEvent) -> TaskEvent:
+    """Decode one event of the task stream.
+
+    Args:
+        sse: An event from :class:`~sseproto.EventStreamParser`.
+
+    Returns:
+        The typed event; :class:`UnknownEvent` for a type this version does not know.
+
+    Raises:
+        TaskEventError: A known event type whose data is not a JSON object, or whose
+            required field is missing or of the wrong type. Its ``event`` is ``sse``,
+            its ``field`` the field at fault (None when the data is not an object).
+    """
+    if not isinstance(sse, ServerSentEvent):
+        raise TypeError(f"decode_task_event takes a ServerSentEvent, not {type(sse).__name__}")
+    decode = _DECODERS.get(sse.event)
+    if decode is None:
+        try:
+            value = _load_json(sse.data)
+        except (ValueError, RecursionError):
+            value = None
+        return UnknownEvent(sse.event, sse.data, value, sse)
+    try:
+        obj = _load_json(sse.data)
+    except (ValueError, RecursionError) as exc:
+        raise TaskEventError(
+            f"{_where(sse)} does not carry JSON ({exc}); data starts {sse.data[:80]!r}",
+            event=sse,
+        ) from None
+    if not isinstance(obj, dict):
+        raise TaskEventError(
+            f"{_where(sse)} must carry a JSON object, got {type(obj).__name__}", event=sse
+        )
+    return decode(obj, sse)
+
+
+def _status_event(obj: dict[str, Any], sse: ServerSentEvent) -> StatusChanged:
+    task_id = _required_str(obj, "task_id", sse)
+    status = TaskStatus(_required_str(obj, "status", sse))
+    return StatusChanged(task_id, status, parse_timestamp(obj.get("timestamp")), sse, obj)
+
+
+def _progress_event(obj: dict[str, Any], sse: ServerSentEvent) -> Progress:
+    task_id = _required_str(obj, "task_id", sse)
+    value = obj.get("progress")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        got = "missing" if "progress" not in obj else repr(value)
+        raise TaskEventError(
+            f"{_where(sse)} needs a number 'progress' from 0 to 1, got {got}",
+            event=sse,
+            field="progress",
+            payload=obj,
+        )
+    return Progress(
+        task_id,
+        min(max(float(value), 0.0), 1.0),  # a rounding error past 1.0 is still done
+        _opt_int(obj, "step_current"),
+        _opt_int(obj, "step_total"),
+        _opt_str(obj, "current_node"),
+        _opt_str(obj, "stage"),
+        _opt_str(obj, "message"),
+        parse_timestamp(obj.get("timestamp")),
+        sse,
+        obj,
+    )
+
+
+def _completed_event(obj: dict[str, Any], sse: ServerSentEvent) -> Completed:
+    task_id = _required_str(obj, "task_id", sse)
+    return Completed(task_id, obj.get("output"), parse_timestamp(obj.get("completed_at")), sse, obj)
+
+
+def _failed_event(obj: dict[str, Any], sse: ServerSentEvent) -> Failed:
+    task_id = _required_str(obj, "task_id", sse)
+    return Failed(task_id, _opt_error(obj, "error") or "", sse, obj)
+
+
+def _cancelled_event(obj: dict[str, Any], sse: ServerSentEvent) -> Cancelled:
+    return Cancelled(_required_str(obj, "task_id", sse), sse, obj)
+
+
+def _error_event(obj: dict[str, Any], sse: ServerSentEvent) -> StreamError:
+    return StreamError(_opt_error(obj, "message") or "", sse, obj)
+
+
+_DECODERS: Final[dict[str, Callable[[dict[str, Any], ServerSentEvent], TaskEvent]]] = {
+    "status": _status_event,
+    "progress": _progress_event,
+    "completed": _completed_event,
+    "failed": _failed_event,
+    "cancelled": _cancelled_event,
+    "error": _error_event,
+}
+
+
+# -- polling payloads --------------------------------------------------------------
+
+
+def _as_object(obj: object, what: str) -> dict[str, Any]:
+    if isinstance(obj, (str, bytes, bytearray)):
+        try:
+            obj = _load_json(obj if isinstance(obj, str) else bytes(obj))
+        except (ValueError, RecursionError) as exc:
+            raise TaskEventError(f"the {what} is not JSON ({exc})") from None
+    if not isinstance(obj, dict):
+        raise TaskEventError(f"the {what} must be a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSnapshot:
+    """A task as ``GET /tasks/{id}`` describes it (the polling endpoint)."""
+
+    id: str | None
+    status: TaskStatus
+    error: str | None = None
+    workflow_id: str | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    retry_count: int | None = None
+    agent_id: str | None = None
+    gpu_type: str | None = None
+    tool_type: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def is_terminal(self) -> bool:
+        """True once the task is completed, failed or cancelled."""
+        return self.status.is_terminal
+
+
+def decode_task_snapshot(obj: object) -> TaskSnapshot:
+    """Decode the JSON of ``GET /tasks/{id}`` (a dict, or its text).
+
+    The status is ``task_status``, falling back to ``status``; ``task_error`` of
+    ``""`` or ``null`` means no error (``error`` is then None).
+
+    Raises:
+        TaskEventError: Not a JSON object, or it has no status string.
+    """
+    data = _as_object(obj, "task payload")
+    status = data.get("task_status")
+    if not isinstance(status, str) or not status.strip():
+        status = data.get("status")
+    if not isinstance(status, str) or not status.strip():
+        raise TaskEventError(
+            "the task payload has no status: expected a string 'task_status' (or 'status')",
+            field="task_status",
+            payload=data,
+        )
+    return TaskSnapshot(
+        id=_opt_str(data, "id") or _opt_str(data, "task_id"),
+        status=TaskStatus(status),
+        error=_opt_error(data, "task_error"),
+        workflow_id=_opt_str(data, "workflow_id"),
+        created_at=parse_timestamp(data.get("created_at")),
+        started_at=parse_timestamp(data.get("started_at")),
+        completed_at=parse_timestamp(data.get("completed_at")),
+        retry_count=_opt_int(data, "retry_count"),
+        agent_id=_opt_str(data, "agent_id"),
+        gpu_type=_opt_str(data, "gpu_type"),
+        tool_type=_opt_str(data, "tool_type"),
+        raw=data,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TaskResult:
+    """A finished task's result, as ``GET /tasks/{id}/result`` gives it.
+
+    The links are presigned and expire (``expires_at``): fetch the result again for
+    fresh ones. ``download_url`` is the one link of "local" tasks; ``download_urls``
+    maps output names (such as ``"9.images.0"``) to links for "cloud" tasks.
+    """
+
+    id: str | None
+    output: Any = None
+    download_url: str | None = None
+    download_urls: dict[str, str] = field(default_factory=dict)
+    expires_at: datetime | None = None
+    error: str | None = None
+    completed_at: datetime | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def artifact_urls(self) -> list[str]:
+        """Every artifact link once: ``download_url`` first, then ``download_urls`` in
+        the server's order, without repeats."""
+        urls = [self.download_url] if self.download_url else []
+        urls += self.download_urls.values()
+        return list(dict.fromkeys(urls))
+
+
+def decode_task_result(obj: object) -> TaskResult:
+    """Decode the JSON of ``GET /tasks/{id}/result`` (a dict, or its text).
+
+    ``download_url`` and ``download_urls`` may each be absent or null; entries of
+    ``download_urls`` that are not strings are dropped (they stay in ``raw``).
+
+    Raises:
+        TaskEventError: Not a JSON object.
+    """
+    data = _as_object(obj, "result payload")
+    urls = data.get("download_urls")
+    return TaskResult(
+        id=_opt_str(data, "id") or _opt_str(data, "task_id"),
+        output=data.get("task_output", data.get("output")),
+        download_url=_opt_str(data, "download_url") or None,
+        download_urls=(
+            {str(k): v for k, v in urls.items() if isinstance(v, str) and v}
+            if isinstance(urls, dict)
+            else {}
+        ),
+        expires_at=parse_timestamp(data.get("expires_at")),
+        error=_opt_error(data, "task_error"),
+        completed_at=parse_timestamp(data.get("completed_at")),
+        raw=data,
+    )
+
+
+# -- webhooks ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookEvent:
+    """A verified webhook delivery."""
+
+    event_type: str
+    task_id: str | None
+    status: TaskStatus | None
+    output: Any = None
+    error: str | None = None
+    timestamp: datetime | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+
+_SIGNATURE: Final = re.compile(r"sha256=([0-9a-fA-F]{64})")
+
+
+def verify_webhook(secret: str | bytes, body: bytes, signature_header: str | None) -> WebhookEvent:
+    """Check a webhook's signature, then decode it.
+
+    Args:
+        secret: The webhook's signing secret (a ``str`` is UTF-8 encoded).
+        body: The raw request body, exactly as received (not re-serialised JSON).
+        signature_header: The ``X-Webhook-Signature-256`` header value,
+            ``sha256=<hex HMAC-SHA256(secret, body)>``, or None when it was missing.
+
+    Returns:
+        The decoded delivery.
+
+    Raises:
+        WebhookSignatureError: The header is missing or malformed, or the signature
+            does not match (compared in constant time). The body is not parsed then.
+        TaskEventError: The signature matches but the body is not a JSON object.
+    """
+    if isinstance(secret, str):
+        secret = secret.encode("utf-8")
+    if not isinstance(secret, (bytes, bytearray)) or not secret:
+        raise WebhookSignatureError("no webhook secret: pass the secret the webhook was made with")
+    if not isinstance(body, (bytes, bytearray, memoryview)):
+        raise TypeError("verify_webhook needs the raw body as bytes, exactly as received")
+    if not signature_header:
+        raise WebhookSignatureError(
+            "no signature: the request has no X-Webhook-Signature-256 header; reject it"
+        )
+    m = _SIGNATURE.fullmatch(signature_header.strip())
+    if m is None:
+        raise WebhookSignatureError(
+            "malformed signature header: expected 'sha256=' and 64 hex digits; reject it"
+        )
+    expected = hmac.new(bytes(secret), bytes(body), hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected, m.group(1).lower()):
+        raise WebhookSignatureError(
+            "signature mismatch: the body was not signed with this secret (or was "
+            "changed on the way); reject it"
+        )
+    data = _as_object(bytes(body), "webhook body")
+    status = data.get("task_status")
+    return WebhookEvent(
+        event_type=_opt_str(data, "event_type") or "",
+        task_id=_opt_str(data, "task_id"),
+        status=TaskStatus(status) if isinstance(status, str) and status.strip() else None,
+        output=data.get("task_output"),
+        error=_opt_error(data, "task_error"),
+        timestamp=parse_timestamp(data.get("timestamp")),
+        raw=data,
+    )
