@@ -192,6 +192,17 @@ def _opt_int(obj: dict[str, Any], key: str) -> int | None:
     return None
 
 
+def _finite(value: object) -> float | None:
+    """A JSON number as a finite float, or None (bools, NaN, infinities, huge ints)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
 def _opt_error(obj: dict[str, Any], key: str) -> str | None:
     """An error message: ``""`` and ``null`` both mean no error."""
     value = obj.get(key)
@@ -203,7 +214,7 @@ def _opt_error(obj: dict[str, Any], key: str) -> str | None:
 def _required_str(obj: dict[str, Any], key: str, sse: ServerSentEvent | None) -> str:
     value = _opt_str(obj, key)
     if not value:
-        got = "missing" if key not in obj else f"{type(obj[key]).__name__} {obj[key]!r}"
+        got = "missing" if key not in obj else f"{type(obj[key]).__name__} {_short(obj[key])}"
         raise TaskEventError(
             f"{_where(sse)} needs a non-empty string {key!r}, got {got}",
             event=sse,
@@ -211,6 +222,11 @@ def _required_str(obj: dict[str, Any], key: str, sse: ServerSentEvent | None) ->
             payload=obj,
         )
     return value
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _where(sse: ServerSentEvent | None) -> str:
@@ -372,9 +388,9 @@ def _status_event(obj: dict[str, Any], sse: ServerSentEvent) -> StatusChanged:
 
 def _progress_event(obj: dict[str, Any], sse: ServerSentEvent) -> Progress:
     task_id = _required_str(obj, "task_id", sse)
-    value = obj.get("progress")
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        got = "missing" if "progress" not in obj else repr(value)
+    value = _finite(obj.get("progress"))
+    if value is None:
+        got = "missing" if "progress" not in obj else _short(obj["progress"])
         raise TaskEventError(
             f"{_where(sse)} needs a number 'progress' from 0 to 1, got {got}",
             event=sse,
@@ -383,7 +399,7 @@ def _progress_event(obj: dict[str, Any], sse: ServerSentEvent) -> Progress:
         )
     return Progress(
         task_id,
-        min(max(float(value), 0.0), 1.0),  # a rounding error past 1.0 is still done
+        min(max(value, 0.0), 1.0),  # a rounding error past 1.0 is still done
         _opt_int(obj, "step_current"),
         _opt_int(obj, "step_total"),
         _opt_str(obj, "current_node"),
