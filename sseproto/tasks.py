@@ -63,12 +63,14 @@ __all__ = [
 
 
 class TaskStatus(str):
-    """A task's status: a ``str`` that compares case-insensitively with the API's values.
+    """A task's status: a ``str``, read case-insensitively (lower-cased on construction).
 
-    The documented values are class attributes (``TaskStatus.RUNNING`` …). Any other
-    value (``"provisioning"``, or a state the API adds later) is kept as its
-    lower-cased string, with ``is_known`` False, and is never terminal. ``"canceled"``
-    is read as :attr:`CANCELLED`. Known values are singletons, so ``is`` works too.
+    The documented values are class attributes (``TaskStatus.RUNNING`` …), and
+    ``TaskStatus("Running") is TaskStatus.RUNNING``. Any other value
+    (``"provisioning"``, or a state the API adds later) is kept as its lower-cased
+    string, with ``is_known`` False, and is never terminal. ``"canceled"`` is read as
+    :attr:`CANCELLED`. A status equals (and hashes like) its lower-case plain string,
+    so compare with ``"running"``, not ``"RUNNING"``.
     """
 
     __slots__ = ()
@@ -121,7 +123,8 @@ TaskStatus.TERMINAL = frozenset((TaskStatus.COMPLETED, TaskStatus.FAILED, TaskSt
 
 _RFC3339: Final = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?"
-    r"(?:[Zz]|([+-])(\d{2}):?(\d{2}))?"
+    r"(?:[Zz]|([+-])(\d{2}):?(\d{2}))?",
+    re.ASCII,
 )
 
 
@@ -161,7 +164,7 @@ def parse_timestamp(value: object) -> datetime | None:
             int(day),
             int(hour),
             int(minute),
-            min(int(second), 59),  # a leap second becomes :59
+            59 if second == "60" else int(second),  # a leap second becomes :59
             int((frac or "0")[:6].ljust(6, "0")),
             tzinfo=tz,
         )
@@ -211,12 +214,15 @@ def _opt_error(obj: dict[str, Any], key: str) -> str | None:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def _required_str(obj: dict[str, Any], key: str, sse: ServerSentEvent | None) -> str:
-    value = _opt_str(obj, key)
-    if not value:
+def _required_str(
+    obj: dict[str, Any], key: str, sse: ServerSentEvent | None, *, number_ok: bool = False
+) -> str:
+    """A string field the payload cannot be without (non-blank; an id may be a number)."""
+    value = _opt_str(obj, key) if number_ok else obj.get(key)
+    if not isinstance(value, str) or not value.strip():
         got = "missing" if key not in obj else f"{type(obj[key]).__name__} {_short(obj[key])}"
         raise TaskEventError(
-            f"{_where(sse)} needs a non-empty string {key!r}, got {got}",
+            f"{_where(sse)} needs a non-blank string {key!r}, got {got}",
             event=sse,
             field=key,
             payload=obj,
@@ -336,6 +342,11 @@ class UnknownEvent:
     sse: ServerSentEvent = field(default_factory=ServerSentEvent, repr=False, compare=False)
     is_terminal: ClassVar[bool] = False
 
+    @property
+    def raw(self) -> dict[str, Any]:
+        """The data's JSON object, as for the other events ({} when it is not one)."""
+        return self.json if isinstance(self.json, dict) else {}
+
 
 #: What :func:`decode_task_event` returns.
 TaskEvent: TypeAlias = (
@@ -381,13 +392,13 @@ def decode_task_event(sse: ServerSentEvent) -> TaskEvent:
 
 
 def _status_event(obj: dict[str, Any], sse: ServerSentEvent) -> StatusChanged:
-    task_id = _required_str(obj, "task_id", sse)
+    task_id = _required_str(obj, "task_id", sse, number_ok=True)
     status = TaskStatus(_required_str(obj, "status", sse))
     return StatusChanged(task_id, status, parse_timestamp(obj.get("timestamp")), sse, obj)
 
 
 def _progress_event(obj: dict[str, Any], sse: ServerSentEvent) -> Progress:
-    task_id = _required_str(obj, "task_id", sse)
+    task_id = _required_str(obj, "task_id", sse, number_ok=True)
     value = _finite(obj.get("progress"))
     if value is None:
         got = "missing" if "progress" not in obj else _short(obj["progress"])
@@ -412,17 +423,17 @@ def _progress_event(obj: dict[str, Any], sse: ServerSentEvent) -> Progress:
 
 
 def _completed_event(obj: dict[str, Any], sse: ServerSentEvent) -> Completed:
-    task_id = _required_str(obj, "task_id", sse)
+    task_id = _required_str(obj, "task_id", sse, number_ok=True)
     return Completed(task_id, obj.get("output"), parse_timestamp(obj.get("completed_at")), sse, obj)
 
 
 def _failed_event(obj: dict[str, Any], sse: ServerSentEvent) -> Failed:
-    task_id = _required_str(obj, "task_id", sse)
+    task_id = _required_str(obj, "task_id", sse, number_ok=True)
     return Failed(task_id, _opt_error(obj, "error") or "", sse, obj)
 
 
 def _cancelled_event(obj: dict[str, Any], sse: ServerSentEvent) -> Cancelled:
-    return Cancelled(_required_str(obj, "task_id", sse), sse, obj)
+    return Cancelled(_required_str(obj, "task_id", sse, number_ok=True), sse, obj)
 
 
 def _error_event(obj: dict[str, Any], sse: ServerSentEvent) -> StreamError:
