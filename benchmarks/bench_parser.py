@@ -52,6 +52,7 @@ from __future__ import annotations
 import argparse
 import base64
 import codecs
+import functools
 import gc
 import hashlib
 import json
@@ -73,8 +74,10 @@ from ld_eventsource.actions import Event as LDEvent
 from ld_eventsource.reader import _BufferedLineReader, _SSEReader
 
 import sseproto
+from sseproto._parser import _pure_core, compiled
 
 Chunks = Sequence[bytes]
+PURE = "sseproto-pure"
 #: (events, total length of their data) as one run counted them.
 Tally = tuple[int, int]
 
@@ -89,8 +92,10 @@ BIG_DATA_BYTES = MIB
 # -- adapters: each turns the chunks into that library's event objects ---------------
 
 
-def sseproto_events(chunks: Chunks) -> Iterator[sseproto.ServerSentEvent]:
-    parser = sseproto.EventStreamParser()
+def sseproto_events(
+    chunks: Chunks, parser_class: Callable[[], Any] = sseproto.EventStreamParser
+) -> Iterator[sseproto.ServerSentEvent]:
+    parser = parser_class()
     feed = parser.feed
     for chunk in chunks:
         events = feed(chunk)
@@ -188,6 +193,19 @@ def _event_impl(
 
 IMPLS: list[Impl] = [
     _event_impl("sseproto", sseproto_events, lambda e: e.id, is_peer=False),
+    # Where the build compiled the core with mypyc, the pure-Python core runs beside it.
+    *(
+        [
+            _event_impl(
+                PURE,
+                functools.partial(sseproto_events, parser_class=_pure_core().ParserCore),
+                lambda e: e.id,
+                is_peer=False,
+            )
+        ]
+        if compiled
+        else []
+    ),
     _event_impl("httpx-sse", httpx_sse_events, lambda e: e.id),
     # sseclient-py's id is per event (never carried over); ld's sticky one is last_event_id.
     _event_impl("sseclient-py", sseclient_events, lambda e: e.id),
@@ -394,9 +412,9 @@ class Comparison:
     lower_bound: bool
 
 
-def compare(results: list[Result]) -> Comparison:
+def compare(results: list[Result], reference: str = REFERENCE) -> Comparison:
     peer_names = {i.name for i in IMPLS if i.is_peer}
-    ref = next(r for r in results if r.impl == REFERENCE)
+    ref = next(r for r in results if r.impl == reference)
     peers = sorted((r for r in results if r.impl in peer_names), key=lambda r: r.seconds)
     if not peers or ref.timed_out:
         return Comparison(None, None, None, False)
@@ -443,7 +461,9 @@ def _ratio_text(c: Comparison) -> str:
     return f"{bound}{c.ratio:.2f}x"
 
 
-def print_table(wl: Workload, results: list[Result], comp: Comparison, warnings: list[str]) -> None:
+def print_table(
+    wl: Workload, results: list[Result], comps: dict[str, Comparison], warnings: list[str]
+) -> None:
     print(f"\n{wl.name}: {wl.description}")
     header = f"  {'implementation':<16}{'seconds':>10}{'events/s':>14}{'MB/s':>10}"
     header += f"{'runs':>6}  check"
@@ -454,25 +474,36 @@ def print_table(wl: Workload, results: list[Result], comp: Comparison, warnings:
             f"  {r.impl:<16}{_fmt_seconds(r):>10}{r.events_per_s:>14,.0f}"
             f"{r.mb_per_s:>10,.1f}{r.runs:>6}  {r.check}"
         )
-    if comp.fastest_peer is not None:
-        print(f"  sseproto: {_ratio_text(comp)} fastest peer ({comp.fastest_peer})")
+    for name, comp in comps.items():
+        if comp.fastest_peer is not None:
+            print(f"  {name}: {_ratio_text(comp)} fastest peer ({comp.fastest_peer})")
     for w in warnings:
         print(f"  WARNING {w}")
 
 
-def print_summary(rows: list[tuple[Workload, list[Result], Comparison]]) -> None:
+def print_summary(rows: list[tuple[Workload, list[Result], dict[str, Comparison]]]) -> None:
     print("\nSummary (events/s, best run; ratio = fastest peer's time / sseproto's)")
     header = f"  {'workload':<10}{'sseproto ev/s':>15}  {'fastest peer':<16}"
     header += f"{'peer ev/s':>13}{'ratio':>9}"
+    if compiled:
+        header += f"{'pure-Python ratio':>19}"
     print(header)
     print("  " + "-" * (len(header) - 2))
-    for wl, results, comp in rows:
+    for wl, results, comps in rows:
+        comp = comps[REFERENCE]
         ref = next(r for r in results if r.impl == REFERENCE)
         peer_eps = f"{comp.peer_events_per_s:,.0f}" if comp.peer_events_per_s else "n/a"
-        print(
+        line = (
             f"  {wl.name:<10}{ref.events_per_s:>15,.0f}  {comp.fastest_peer or 'n/a':<16}"
             f"{peer_eps:>13}{_ratio_text(comp):>9}"
         )
+        if PURE in comps:
+            line += f"{_ratio_text(comps[PURE]):>19}"
+        print(line)
+
+
+def _ran(name: str) -> bool:
+    return any(i.name == name for i in IMPLS)
 
 
 def _version(dist: str) -> str:
@@ -486,6 +517,7 @@ def _versions() -> dict[str, str]:
     out = {"python": f"{platform.python_implementation()} {platform.python_version()}"}
     for dist in ("sseproto", "httpx-sse", "httpx", "sseclient-py", "launchdarkly-eventsource"):
         out[dist] = _version(dist)
+    out["sseproto parser"] = "compiled (mypyc)" if compiled else "pure Python"
     return out
 
 
@@ -526,7 +558,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"runs over {args.timeout_per_run:g} s are interrupted"
         )
 
-    rows: list[tuple[Workload, list[Result], Comparison]] = []
+    rows: list[tuple[Workload, list[Result], dict[str, Comparison]]] = []
     report: dict[str, Any] = {
         "versions": versions,
         "quick": args.quick,
@@ -540,10 +572,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             _log(f"{wl.name} {impl.name} ...")
             results.append(measure(impl, wl, args.repeat, args.timeout_per_run))
         warnings = cross_check(wl, results)
-        comp = compare(results)
-        rows.append((wl, results, comp))
+        comps = {name: compare(results, name) for name in (REFERENCE, PURE) if _ran(name)}
+        rows.append((wl, results, comps))
         if not args.json:
-            print_table(wl, results, comp, warnings)
+            print_table(wl, results, comps, warnings)
         report["workloads"].append(
             {
                 "name": wl.name,
@@ -553,7 +585,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "chunk_size": wl.chunk_size,
                 "chunks": len(wl.chunks),
                 "results": [asdict(r) for r in results],
-                "comparison": asdict(comp),
+                "comparison": {name: asdict(c) for name, c in comps.items()},
                 "warnings": warnings,
             }
         )

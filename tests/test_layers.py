@@ -8,7 +8,15 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "sseproto"
-CORE = ["__init__.py", "_errors.py", "_parser.py", "_encoder.py", "tasks.py"]
+CORE = [
+    "__init__.py",
+    "_errors.py",
+    "_events.py",
+    "_core.py",
+    "_parser.py",
+    "_encoder.py",
+    "tasks.py",
+]
 FORBIDDEN = {"trio", "h11", "ssl", "socket", "time", "asyncio", "threading", "select"}
 
 

@@ -269,7 +269,13 @@ def test_every_public_name_exported_once() -> None:
     assert len(names) == len(set(names))
     for name in names:
         assert hasattr(sseproto, name), name
-    for module in (sseproto._parser, sseproto._encoder, sseproto._errors):
+    for module in (
+        sseproto._parser,
+        sseproto._events,
+        sseproto._encoder,
+        sseproto._errors,
+        sseproto.tasks,
+    ):
         for name in module.__all__:
             assert name in names, f"{module.__name__}.{name} not re-exported"
             assert getattr(sseproto, name) is getattr(module, name)

@@ -26,6 +26,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import sseproto
+from sseproto._parser import _pure_core, compiled
 from tests._chunking import CHUNKINGS, Splitter, parse
 from tests.reference import MAX_RETRY, Item, Result, interpret
 
@@ -506,3 +507,19 @@ def test_encoded_sequence_round_trip(pieces: list[EventArgs | str], split: Split
     events, parser = parse(stream, split, comments=True)
     assert as_items(events) == expected
     assert (parser.last_event_id, parser.retry) == (last_id, retry)
+
+
+# -- the compiled core and the pure-Python one --------------------------------
+
+
+@pytest.mark.skipif(not compiled, reason="the parser core is not compiled in this install")
+@settings(max_examples=500, deadline=None)
+@given(chunks=chunked())
+def test_compiled_core_agrees_with_pure_python(chunks: list[bytes]) -> None:
+    """mypyc must not change a thing: same events, state and close() on any input."""
+    assert str(_pure_core().__file__).endswith(".py")
+    pure = _pure_core().ParserCore(comments=True)
+    fast = sseproto.EventStreamParser(comments=True)
+    assert [pure.feed(c) for c in chunks] == [fast.feed(c) for c in chunks]
+    assert (pure.last_event_id, pure.retry) == (fast.last_event_id, fast.retry)
+    assert pure.close() == fast.close()
