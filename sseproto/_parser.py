@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Generic, Literal, TypeVar, overload
 
 from ._events import Comment, ServerSentEvent
 
@@ -36,8 +36,9 @@ def _pure_core() -> ModuleType:
     return module
 
 
-_core: Any
-if os.environ.get("SSEPROTO_NO_EXTENSIONS"):
+if TYPE_CHECKING:
+    from . import _core
+elif os.environ.get("SSEPROTO_NO_EXTENSIONS"):
     _core = _pure_core()
 else:
     try:
@@ -46,7 +47,7 @@ else:
         _core = _pure_core()
 
 #: True when the parser runs compiled (mypyc), False when it runs as Python.
-compiled: bool = not _core.__file__.endswith(".py")
+compiled: bool = not str(_core.__file__).endswith(".py")
 
 DEFAULT_MAX_LINE_BYTES: int = _core.DEFAULT_MAX_LINE_BYTES
 DEFAULT_MAX_EVENT_BYTES: int = _core.DEFAULT_MAX_EVENT_BYTES
@@ -54,7 +55,7 @@ DEFAULT_MAX_EVENT_BYTES: int = _core.DEFAULT_MAX_EVENT_BYTES
 T = TypeVar("T", ServerSentEvent, "ServerSentEvent | Comment")
 
 
-class EventStreamParser(_core.ParserCore, Generic[T]):  # type: ignore[misc]
+class EventStreamParser(_core.ParserCore, Generic[T]):
     """A sans-IO parser for ``text/event-stream``: feed it bytes, get events back.
 
     ::
@@ -124,9 +125,4 @@ class EventStreamParser(_core.ParserCore, Generic[T]):  # type: ignore[misc]
 
     if TYPE_CHECKING:  # the core's methods, with the types this class promises
 
-        def feed(self, chunk: bytes) -> list[T]: ...
-
-        def close(self) -> bool: ...
-
-        last_event_id: str
-        retry: int | None
+        def feed(self, chunk: bytes) -> list[T]: ...  # type: ignore[override]
