@@ -1,0 +1,193 @@
+"""Scripts for the test server: a task's timeline, and the faults it plays.
+
+A :class:`Task` is a timeline of :class:`Step` objects (each an event of the task
+stream after a delay) plus the misbehaviour of its events endpoint, per connection
+attempt (:class:`Fault`) and for every connection (heartbeats, ``retry:``, line
+ends, data split over lines, replays, trickling). The polling endpoints report where
+the timeline has got to at the server's current (trio) time, so a test on trio's
+``MockClock`` sees the same task whichever endpoint it asks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+__all__ = [
+    "Fault",
+    "Step",
+    "Task",
+    "cancelled",
+    "comfyui_timeline",
+    "completed",
+    "error",
+    "failed",
+    "nerfstudio_timeline",
+    "progress",
+    "status",
+]
+
+TERMINAL_EVENTS = ("completed", "failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One event of the task stream, ``delay`` seconds after the previous step."""
+
+    event: str
+    data: dict[str, Any]
+    delay: float = 0.0
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.event in TERMINAL_EVENTS
+
+
+def status(value: str, *, delay: float = 0.0) -> Step:
+    """A ``status`` event (pending, waiting, queued, running, provisioning, …)."""
+    return Step("status", {"status": value}, delay)
+
+
+def progress(
+    value: float,
+    *,
+    delay: float = 0.0,
+    step_current: int | None = None,
+    step_total: int | None = None,
+    current_node: str | None = None,
+    stage: str | None = None,
+    message: str | None = None,
+) -> Step:
+    """A ``progress`` event; absent fields are left out of the JSON, as the API does."""
+    data: dict[str, Any] = {"progress": value}
+    extra = {
+        "step_current": step_current,
+        "step_total": step_total,
+        "current_node": current_node,
+        "stage": stage,
+        "message": message,
+    }
+    data.update({k: v for k, v in extra.items() if v is not None})
+    return Step("progress", data, delay)
+
+
+def completed(output: Any = None, *, delay: float = 0.0) -> Step:
+    """The ``completed`` event; ``output`` is also what ``/result`` returns."""
+    return Step("completed", {"status": "completed", "output": output}, delay)
+
+
+def failed(message: str, *, delay: float = 0.0) -> Step:
+    return Step("failed", {"status": "failed", "error": message}, delay)
+
+
+def cancelled(*, delay: float = 0.0) -> Step:
+    return Step("cancelled", {"status": "cancelled"}, delay)
+
+
+def error(message: str, *, delay: float = 0.0) -> Step:
+    """An ``error`` event: the server failed to read the task state (not terminal)."""
+    return Step("error", {"message": message}, delay)
+
+
+def comfyui_timeline(steps: int = 4, *, interval: float = 0.5) -> list[Step]:
+    """A ComfyUI-like run: pending, queued, running, progress by sampler step, done."""
+    timeline = [status("pending"), status("queued", delay=interval)]
+    timeline.append(status("running", delay=interval))
+    timeline += (
+        progress(i / steps, delay=interval, step_current=i, step_total=steps, current_node="3")
+        for i in range(1, steps + 1)
+    )
+    timeline.append(
+        completed(
+            {"9": {"images": [{"filename": "ComfyUI_00001_.png", "type": "output"}]}},
+            delay=interval,
+        )
+    )
+    return timeline
+
+
+def nerfstudio_timeline(*, interval: float = 0.5) -> list[Step]:
+    """A Nerfstudio-like run through its stages, with messages, to completion."""
+    timeline = [status("pending"), status("running", delay=interval)]
+    stages = ["download", "process_data", "train", "export", "upload"]
+    for i, stage in enumerate(stages, 1):
+        timeline.append(
+            progress(i / len(stages), delay=interval, stage=stage, message=f"{stage} done")
+        )
+    timeline.append(completed({"splat": "scene.ply"}, delay=interval))
+    return timeline
+
+
+FaultKind = Literal[
+    "drop_between",  # close the connection after `after` events, cleanly between two
+    "drop_mid_event",  # close it half-way through event number `after` + 1
+    "stall",  # send the headers (and `after` events), then nothing, forever
+    "error_then_close",  # after `after` events, send an `error` event and close
+    "status",  # answer with HTTP `code` (and `retry_after`) instead of a stream
+    "no_content",  # answer 204 No Content
+    "wrong_content_type",  # answer 200 with Content-Type text/plain
+]
+
+
+@dataclass(frozen=True)
+class Fault:
+    """What one connection attempt to the events endpoint suffers."""
+
+    kind: FaultKind
+    after: int = 0
+    code: int = 503
+    retry_after: float | None = None
+
+
+@dataclass
+class Task:
+    """A scripted task: its timeline, and how its events endpoint misbehaves.
+
+    Args:
+        steps: The events, in order; the task ends with its first terminal step.
+        faults: One entry per connection attempt to the events endpoint (attempt 0 is
+            the first); ``None`` or a missing entry means a clean connection.
+        heartbeat: Send a ``: heartbeat`` comment every this many seconds of silence.
+        retry: Send ``retry: <ms>`` at the start of every stream.
+        line_ending: ``"\\n"``, ``"\\r\\n"`` or ``"\\r"`` for every line of the stream.
+        multiline_data: Spread each event's JSON over several ``data:`` lines, as the
+            API's own documentation does.
+        replay: After a resume with ``Last-Event-ID``, send this many events the
+            client already had (same ids) before the new ones.
+        trickle: Send the stream one byte per write.
+        workflow_id: Reported by the polling endpoints.
+    """
+
+    steps: Sequence[Step] = field(default_factory=comfyui_timeline)
+    faults: Sequence[Fault | None] = ()
+    heartbeat: float | None = None
+    retry: int | None = None
+    line_ending: str = "\n"
+    multiline_data: bool = False
+    replay: int = 0
+    trickle: bool = False
+    workflow_id: str = "wf-comfyui-demo"
+
+    def __post_init__(self) -> None:
+        if self.line_ending not in ("\n", "\r\n", "\r"):
+            raise ValueError(r"line_ending must be '\n', '\r\n' or '\r'")
+        if not self.steps:
+            raise ValueError("a task needs at least one step")
+
+    def fault(self, attempt: int) -> Fault | None:
+        return self.faults[attempt] if attempt < len(self.faults) else None
+
+    @property
+    def timeline(self) -> list[tuple[float, Step]]:
+        """Each step with its offset from the task's start, up to the first terminal one."""
+        out: list[tuple[float, Step]] = []
+        at = 0.0
+        for step in self.steps:
+            at += step.delay
+            out.append((at, step))
+            if step.is_terminal:
+                break
+        return out
