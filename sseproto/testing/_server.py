@@ -265,13 +265,13 @@ class TestServer:
                 payload = json.loads(body or b"{}")
             except ValueError:
                 payload = None
-            if not isinstance(payload, dict):
-                error = {"error": "the body must be a JSON object"}
+            if not isinstance(payload, dict) or not isinstance(payload.get("parameters", {}), dict):
+                error = {"error": 'the body must be a JSON object, {"parameters": {...}}'}
                 await self._send_json(conn, stream, 400, error)
                 return True
             task_id = str(uuid.uuid4())
             state = self.task(task_id)
-            state.parameters = dict(payload.get("parameters") or {})
+            state.parameters = dict(payload.get("parameters", {}))
             await self._send_json(conn, stream, 202, {"task_id": task_id})
         elif method not in ("GET", "POST"):
             await self._send_json(conn, stream, 405, {"error": "method not allowed"})
