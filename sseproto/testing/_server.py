@@ -512,7 +512,7 @@ def _int(text: str, default: int) -> int:
 
 @asynccontextmanager
 async def serve(
-    tasks: Mapping[str, Task] | None = None, *, token: str | None = None
+    tasks: Mapping[str, Task] | None = None, *, token: str | None = None, port: int = 0
 ) -> AsyncIterator[TestServer]:
     """Run the test server on 127.0.0.1 for the duration of the ``async with``.
 
@@ -521,6 +521,7 @@ async def serve(
             timeline to completion, so any task id works out of the box.
         token: The Bearer token to accept (default: a random ``sk-…`` key). A
             JWT-looking token also requires an ``X-Team-ID`` header, as the API does.
+        port: The loopback port to listen on; 0 (the default) picks a free one.
 
     Yields:
         The server: ``base_url``, ``token``, ``ssl_context``, ``ca_path``, ``requests``.
@@ -530,7 +531,7 @@ async def serve(
         server = TestServer(tasks or {}, token or f"sk-test-{secrets.token_hex(16)}", ca_dir)
         async with trio.open_nursery() as nursery:
             listeners = await nursery.start(
-                functools.partial(trio.serve_tcp, server._serve_connection, 0, host="127.0.0.1")
+                functools.partial(trio.serve_tcp, server._serve_connection, port, host="127.0.0.1")
             )
             server.port = listeners[0].socket.getsockname()[1]
             try:
