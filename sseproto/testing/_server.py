@@ -242,8 +242,8 @@ class TestServer:
         elif route == ("GET", "tasks", 2):
             await self._send_json(conn, stream, 200, self._snapshot(self.task(parts[1]), now))
         elif route == ("GET", "tasks", 3) and parts[2] == "events":
-            await self._events(conn, stream, self.task(parts[1]), headers)
-            return False  # the server closes an event stream's connection after it
+            # The server closes an event stream's connection after it (and says so).
+            return await self._events(conn, stream, self.task(parts[1]), headers)
         elif route == ("GET", "tasks", 3) and parts[2] == "result":
             state = self.task(parts[1])
             result = self._result(state, now)
@@ -263,7 +263,7 @@ class TestServer:
                 return True
             try:
                 payload = json.loads(body or b"{}")
-            except ValueError:
+            except (ValueError, RecursionError):
                 payload = None
             if not isinstance(payload, dict) or not isinstance(payload.get("parameters", {}), dict):
                 error = {"error": 'the body must be a JSON object, {"parameters": {...}}'}
@@ -355,7 +355,8 @@ class TestServer:
         stream: trio.SSLStream[trio.SocketStream],
         state: _TaskState,
         headers: dict[str, str],
-    ) -> None:
+    ) -> bool:
+        """Answer the events endpoint; False when the connection must close (a stream)."""
         script = state.script
         fault = script.fault(state.attempts)
         state.attempts += 1
@@ -365,11 +366,11 @@ class TestServer:
             if fault.code == 403:
                 payload["feature"] = "task_events"
             await self._send_json(conn, stream, fault.code, payload, extra)
-            return
+            return True
         if fault is not None and fault.kind == "no_content":
             await self._send(conn, stream, h11.Response(status_code=204, headers=[]))
             await self._send(conn, stream, h11.EndOfMessage())
-            return
+            return True
         if fault is not None and fault.kind == "wrong_content_type":
             body = b"this is not an event stream"
             await self._send(
@@ -382,7 +383,7 @@ class TestServer:
             )
             await self._send(conn, stream, h11.Data(data=body))
             await self._send(conn, stream, h11.EndOfMessage())
-            return
+            return True
 
         await self._send(
             conn,
@@ -434,6 +435,7 @@ class TestServer:
             if step.is_terminal:
                 break
         await self._send(conn, stream, h11.EndOfMessage())
+        return False
 
 
 class _StreamWriter:
@@ -507,7 +509,8 @@ def _retry_after(fault: Fault) -> str:
 
 
 def _int(text: str, default: int) -> int:
-    return int(text) if text.isdigit() else default
+    """A small non-negative decimal integer, or ``default`` (for ids and query values)."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 9 else default
 
 
 @asynccontextmanager
