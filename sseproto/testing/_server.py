@@ -62,6 +62,7 @@ class _TaskState:
     script: Task
     started: float
     parameters: dict[str, Any] = field(default_factory=dict)
+    workflow_id: str | None = None  # the workflow it was run from, if it was
     attempts: int = 0
     cancelled_at: float | None = None
     changed: trio.Event = field(default_factory=trio.Event)
@@ -223,8 +224,12 @@ class TestServer:
         """Answer one request; False when the connection must close afterwards."""
         url = urlsplit(target)
         self.requests.append(RecordedRequest(method, url.path, headers, body, trio.current_time()))
-        auth = headers.get("authorization", "")
-        if auth != f"Bearer {self.token}":
+        if method == "GET" and url.path.startswith("/files/"):
+            # Artifact links are presigned, as the real ones: no token needed.
+            await self._send_artifact(conn, stream, url.path)
+            return True
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or token.strip() != self.token:
             await self._send_json(conn, stream, 401, {"error": "invalid or missing token"})
             return True
         if _JWT.fullmatch(self.token) and not headers.get("x-team-id"):
@@ -272,12 +277,22 @@ class TestServer:
             task_id = str(uuid.uuid4())
             state = self.task(task_id)
             state.parameters = dict(payload.get("parameters", {}))
+            state.workflow_id = parts[-2]  # the id, or the slug (with any @version)
             await self._send_json(conn, stream, 202, {"task_id": task_id})
         elif method not in ("GET", "POST"):
             await self._send_json(conn, stream, 405, {"error": "method not allowed"})
         else:
             await self._send_json(conn, stream, 404, {"error": "not found"})
         return True
+
+    async def _send_artifact(
+        self, conn: h11.Connection, stream: trio.SSLStream[trio.SocketStream], path: str
+    ) -> None:
+        body = f"sseproto test artifact {path}\n".encode()
+        headers = [("Content-Type", "application/octet-stream"), ("Content-Length", str(len(body)))]
+        await self._send(conn, stream, h11.Response(status_code=200, headers=headers))
+        await self._send(conn, stream, h11.Data(data=body))
+        await self._send(conn, stream, h11.EndOfMessage())
 
     # -- polling payloads --------------------------------------------------------
 
@@ -300,7 +315,7 @@ class TestServer:
                 error = step.data.get("error", "")
         return {
             "id": state.id,
-            "workflow_id": state.script.workflow_id,
+            "workflow_id": state.workflow_id or state.script.workflow_id,
             "task_status": status,
             "task_error": error,
             "created_at": _iso(state.started),
