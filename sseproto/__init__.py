@@ -8,8 +8,22 @@ payloads beside it. See ``DESIGN.md`` for the layers above.
 """
 
 from ._encoder import encode_comment, encode_event
-from ._errors import EventStreamError, SSEProtoError, TaskEventError, WebhookSignatureError
+from ._errors import (
+    ConnectError,
+    ConnectTimeout,
+    EventStreamError,
+    HTTPStatusError,
+    ReadTimeout,
+    ReconnectError,
+    RemoteProtocolError,
+    SSEProtoError,
+    TaskEventError,
+    TransportError,
+    WebhookSignatureError,
+)
 from ._parser import Comment, EventStreamParser, ServerSentEvent
+from ._stream import ContentTypeError, EventStream, open_event_stream
+from ._version import __version__
 from .tasks import (
     Cancelled,
     Completed,
@@ -30,16 +44,22 @@ from .tasks import (
     verify_webhook,
 )
 
-__version__ = "0.1.0"
-
 __all__ = [
     "Cancelled",
     "Comment",
     "Completed",
+    "ConnectError",
+    "ConnectTimeout",
+    "ContentTypeError",
+    "EventStream",
     "EventStreamError",
     "EventStreamParser",
     "Failed",
+    "HTTPStatusError",
     "Progress",
+    "ReadTimeout",
+    "ReconnectError",
+    "RemoteProtocolError",
     "SSEProtoError",
     "ServerSentEvent",
     "StatusChanged",
@@ -49,6 +69,7 @@ __all__ = [
     "TaskResult",
     "TaskSnapshot",
     "TaskStatus",
+    "TransportError",
     "UnknownEvent",
     "WebhookEvent",
     "WebhookSignatureError",
@@ -58,6 +79,7 @@ __all__ = [
     "decode_task_snapshot",
     "encode_comment",
     "encode_event",
+    "open_event_stream",
     "parse_timestamp",
     "verify_webhook",
 ]

@@ -13,7 +13,19 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["EventStreamError", "SSEProtoError", "TaskEventError", "WebhookSignatureError"]
+__all__ = [
+    "ConnectError",
+    "ConnectTimeout",
+    "EventStreamError",
+    "HTTPStatusError",
+    "ReadTimeout",
+    "ReconnectError",
+    "RemoteProtocolError",
+    "SSEProtoError",
+    "TaskEventError",
+    "TransportError",
+    "WebhookSignatureError",
+]
 
 
 class SSEProtoError(Exception):
@@ -61,3 +73,68 @@ class TaskEventError(SSEProtoError):
 
 class WebhookSignatureError(SSEProtoError):
     """A webhook delivery's signature is missing, malformed or wrong: reject the request."""
+
+
+class TransportError(SSEProtoError):
+    """Talking to the server failed: connecting, TLS, HTTP, or the response."""
+
+
+class ConnectError(TransportError):
+    """The connection could not be made (DNS, refused, TLS handshake or certificate).
+
+    A certificate error means the server is not who it claims to be, or is not trusted
+    by the SSL context in use: pass ``ssl_context=`` (or set ``SSL_CERT_FILE``) for a
+    private CA. Verification is never turned off.
+    """
+
+
+class ConnectTimeout(ConnectError):
+    """The connection (TCP and TLS handshake) took longer than ``connect_timeout``."""
+
+
+class ReadTimeout(TransportError):
+    """No bytes arrived for ``read_timeout`` seconds (heartbeat comments count as bytes)."""
+
+
+class RemoteProtocolError(TransportError):
+    """The server broke HTTP/1.1, or closed the connection in the middle of a response."""
+
+
+class HTTPStatusError(TransportError):
+    """The server answered with a status the call cannot use.
+
+    Attributes:
+        status_code: The HTTP status.
+        body: The raw response body (up to a bound), for the caller to inspect.
+        headers: The response headers, names lower-cased.
+        retry_after: The server's ``Retry-After``, in seconds, when it sent one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        body: bytes = b"",
+        headers: dict[str, str] | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.body = body
+        self.headers = headers or {}
+        self.retry_after = retry_after
+
+
+class ReconnectError(TransportError):
+    """Reconnecting kept failing: the stream gave up after a bounded number of attempts.
+
+    Attributes:
+        attempts: How many consecutive attempts failed.
+        last_error: The error of the last attempt.
+    """
+
+    def __init__(self, message: str, *, attempts: int, last_error: BaseException) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+        self.last_error = last_error

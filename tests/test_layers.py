@@ -15,6 +15,7 @@ CORE = [
     "_core.py",
     "_parser.py",
     "_encoder.py",
+    "_version.py",
     "tasks.py",
 ]
 FORBIDDEN = {"trio", "h11", "ssl", "socket", "time", "asyncio", "threading", "select"}

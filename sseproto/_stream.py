@@ -1,0 +1,355 @@
+"""``open_event_stream``: any SSE endpoint, reconnecting, the EventSource model.
+
+Theory of operation: :class:`EventStream` is pulled by its consumer (``async for``);
+it runs no background task, so nothing outlives the ``async with`` and cancelling the
+consumer closes the socket at once. Each pull reads one network chunk into the parser,
+or, with no connection, (re)connects first:
+
+* 200 with ``text/event-stream`` (parameters ignored) is a stream. A normal end of its
+  body, a dropped connection or an idle one (nothing for ``read_timeout``; comments
+  count) is followed by a reconnect with ``Last-Event-ID``, after the server's
+  ``retry`` delay (3 s if it sent none).
+* A reconnect that fails (network error, 408/429/5xx) is retried with exponential
+  backoff and full jitter, capped, honouring ``Retry-After``; ``max_attempts`` failures
+  in a row end the stream with :class:`~sseproto.ReconnectError`. The count resets once
+  events flow again.
+* 204 ends the stream for good; 401/403/404 and the other statuses fail at once, and
+  so does a 200 that is not an event stream.
+* Redirects are followed to the same origin only (the Authorization header must never
+  reach another host).
+* After a resume, events the server replays (ids already delivered) are dropped until
+  the first new id, so no event is delivered twice.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+import trio
+
+from ._errors import (
+    HTTPStatusError,
+    ReconnectError,
+    TransportError,
+)
+from ._http import Connection, Origin, parse_url
+from ._parser import EventStreamParser, ServerSentEvent
+from ._version import __version__
+
+if TYPE_CHECKING:
+    import ssl
+    from collections.abc import AsyncIterator, Mapping
+
+__all__ = ["EventStream", "open_event_stream"]
+
+DEFAULT_RETRY = 3.0  # seconds, when the server sent no retry:
+MAX_BACKOFF = 60.0
+RETRYABLE = frozenset({408, 429, 500, 502, 503, 504})
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS = 5
+_SEEN_IDS = 1024  # how many recent event ids are remembered to drop replays
+USER_AGENT = f"sseproto/{__version__}"
+
+
+class ContentTypeError(HTTPStatusError):
+    """The server answered 200 with a body that is not ``text/event-stream``."""
+
+
+class EventStream:
+    """An open event stream that reconnects by itself. ``async for event in stream``.
+
+    Attributes:
+        last_event_id: The id to resume from (sent as ``Last-Event-ID``).
+        retry: The server's last ``retry:`` in milliseconds, or None.
+        connections: How many connections have delivered a stream so far.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None,
+        ssl_context: ssl.SSLContext | None,
+        last_event_id: str,
+        connect_timeout: float,
+        read_timeout: float,
+        max_attempts: int,
+        max_backoff: float,
+        rng: random.Random | None,
+    ) -> None:
+        self._origin, self._target = parse_url(url)
+        self._headers = dict(headers or {})
+        self._ssl_context = ssl_context
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+        self._max_attempts = max_attempts
+        self._max_backoff = max_backoff
+        self._rng = rng or random.Random()
+        self.last_event_id = last_event_id
+        self.retry: int | None = None
+        self.connections = 0
+        self._conn: Connection | None = None
+        self._parser: EventStreamParser[ServerSentEvent] | None = None
+        self._ready: deque[ServerSentEvent] = deque()
+        self._seen: deque[str] = deque(maxlen=_SEEN_IDS)
+        self._skipping_replay = False
+        self._failures = 0  # consecutive failed attempts
+        self._delay = 0.0  # to wait before the next connection
+        self._delivered_since_connect = False
+        self._done = False
+
+    def __repr__(self) -> str:
+        return f"<sseproto EventStream {self._origin}{self._target.split('?')[0]}>"
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> ServerSentEvent:
+        while not self._ready:
+            if self._done:
+                raise StopAsyncIteration
+            if self._conn is None:
+                await self._connect()
+            else:
+                await self._read()
+        return self._ready.popleft()
+
+    async def aclose(self) -> None:
+        """Close the connection now; the stream delivers nothing more."""
+        self._done = True
+        await self._drop_connection()
+
+    # -- reading -------------------------------------------------------------------
+
+    async def _read(self) -> None:
+        assert self._conn is not None
+        assert self._parser is not None
+        try:
+            chunk = await self._conn.receive_body(read_timeout=self._read_timeout)
+        except TransportError as exc:
+            await self._lost(exc)
+            return
+        if not chunk:  # the server ended the body: reconnect, as EventSource does
+            await self._lost(None)
+            return
+        for event in self._parser.feed(chunk):
+            self._deliver(event)
+        if self._parser.retry is not None:
+            self.retry = self._parser.retry
+        self.last_event_id = self._parser.last_event_id
+
+    def _deliver(self, event: ServerSentEvent) -> None:
+        if self._skipping_replay:
+            if event.id and event.id in self._seen:
+                return  # the server replays what we had before the resume
+            self._skipping_replay = False
+        if event.id and (not self._seen or self._seen[-1] != event.id):
+            self._seen.append(event.id)
+        self._ready.append(event)
+        self._delivered_since_connect = True
+        self._failures = 0  # events flow again: the backoff starts over
+
+    async def _lost(self, error: TransportError | None) -> None:
+        """The stream ended or broke: plan the reconnect."""
+        assert self._parser is not None
+        self._parser.close()  # a half-received event is discarded
+        await self._drop_connection()
+        if error is not None and not self._delivered_since_connect:
+            self._failed(error, None)
+        else:
+            self._delay = self._base_delay()
+
+    # -- connecting ----------------------------------------------------------------
+
+    def _base_delay(self) -> float:
+        return self.retry / 1000 if self.retry is not None else DEFAULT_RETRY
+
+    def _failed(self, error: BaseException, retry_after: float | None) -> None:
+        self._failures += 1
+        if self._failures > self._max_attempts:
+            self._done = True
+            raise ReconnectError(
+                f"gave up on {self}: {self._failures - 1} reconnection attempts in a row "
+                f"failed; the last one: {error}",
+                attempts=self._failures - 1,
+                last_error=error,
+            ) from error
+        base = self._base_delay()
+        if self._failures == 1:
+            delay = base
+        else:  # exponential backoff with full jitter, capped
+            delay = self._rng.uniform(0, min(self._max_backoff, base * 2 ** (self._failures - 1)))
+        self._delay = max(delay, retry_after or 0.0)
+
+    async def _connect(self) -> None:
+        if self._delay > 0:
+            await trio.sleep(self._delay)
+            self._delay = 0.0
+        target = self._target
+        for _ in range(MAX_REDIRECTS + 1):
+            try:
+                conn = await Connection.connect(
+                    self._origin,
+                    ssl_context=self._ssl_context,
+                    connect_timeout=self._connect_timeout,
+                )
+            except TransportError as exc:
+                self._failed(exc, None)
+                return
+            try:
+                response = await conn.request(
+                    "GET", target, self._request_headers(), read_timeout=self._read_timeout
+                )
+            except TransportError as exc:
+                await conn.aclose()
+                self._failed(exc, None)
+                return
+            except BaseException:
+                await conn.aclose()
+                raise
+            status = response.status_code
+            if status == 200 and response.content_type == "text/event-stream":
+                self._start(conn)
+                return
+            body = b""
+            if status != 200 or response.content_type:
+                try:
+                    with trio.move_on_after(self._read_timeout):
+                        body = await conn.read_body(read_timeout=self._read_timeout, limit=65536)
+                except TransportError:
+                    pass
+            await conn.aclose()
+            if status in REDIRECTS:
+                target = self._same_origin_redirect(response.headers.get("location", ""))
+                continue
+            error_args = {
+                "status_code": status,
+                "body": body,
+                "headers": response.headers,
+                "retry_after": _retry_after(response.headers.get("retry-after")),
+            }
+            if status == 204:
+                self._done = True  # the server says: stop reconnecting
+                return
+            if status == 200:
+                self._done = True
+                raise ContentTypeError(
+                    f"{self} answered 200 with Content-Type "
+                    f"{response.headers.get('content-type')!r}, not text/event-stream",
+                    **error_args,  # type: ignore[arg-type]
+                )
+            error = HTTPStatusError(
+                f"{self} answered HTTP {status} {response.reason}".rstrip(),
+                **error_args,  # type: ignore[arg-type]
+            )
+            if status in RETRYABLE:
+                self._failed(error, error.retry_after)
+                return
+            self._done = True
+            raise error
+        self._done = True
+        raise HTTPStatusError(f"{self}: more than {MAX_REDIRECTS} redirects", status_code=310)
+
+    def _same_origin_redirect(self, location: str) -> str:
+        if location.startswith("/"):
+            return location
+        try:
+            origin, target = parse_url(location)
+        except ValueError:
+            origin, target = Origin("", "", 0), ""
+        if origin != self._origin:
+            self._done = True
+            raise HTTPStatusError(
+                f"{self} redirected to another origin; not followed, so that the "
+                f"Authorization header never reaches another host",
+                status_code=302,
+            )
+        return target
+
+    def _request_headers(self) -> list[tuple[str, str]]:
+        headers = [
+            ("Accept", "text/event-stream"),
+            ("Cache-Control", "no-cache"),
+            ("User-Agent", USER_AGENT),
+        ]
+        if self.last_event_id:
+            headers.append(("Last-Event-ID", self.last_event_id))
+        return headers + list(self._headers.items())
+
+    def _start(self, conn: Connection) -> None:
+        self._conn = conn
+        self._parser = EventStreamParser(last_event_id=self.last_event_id)
+        self._skipping_replay = bool(self.last_event_id)
+        self._delivered_since_connect = False
+        self.connections += 1
+
+    async def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.aclose()
+
+
+def _retry_after(value: str | None) -> float | None:
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit() and len(value) <= 9:
+        return float(value)
+    return None  # an HTTP date: not worth a clock here; the backoff applies
+
+
+@asynccontextmanager
+async def open_event_stream(
+    url: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    last_event_id: str = "",
+    connect_timeout: float = 10.0,
+    read_timeout: float = 60.0,
+    max_attempts: int = 8,
+    max_backoff: float = MAX_BACKOFF,
+    rng: random.Random | None = None,
+) -> AsyncIterator[EventStream]:
+    """Open any SSE endpoint as a reconnecting stream of events.
+
+    ::
+
+        async with open_event_stream(url, headers={"Authorization": ...}) as stream:
+            async for event in stream:
+                ...
+
+    Args:
+        url: An ``https`` URL (plain ``http`` only to loopback).
+        headers: Extra request headers (such as Authorization), sent on every attempt.
+        ssl_context: The TLS trust to use; default ``ssl.create_default_context()``,
+            which honours ``SSL_CERT_FILE``. Verification is always on.
+        last_event_id: Resume from this id (sent as ``Last-Event-ID``).
+        connect_timeout: Seconds for TCP and TLS to connect.
+        read_timeout: Seconds without a byte before the connection is presumed dead
+            and replaced (heartbeat comments count as bytes).
+        max_attempts: Failed reconnection attempts in a row before giving up.
+        max_backoff: The cap of the exponential backoff, in seconds.
+        rng: The random source of the backoff's jitter (for reproducible tests).
+
+    An overall deadline is the caller's: wrap the block in ``trio.move_on_after``.
+    Leaving the block, an exception or a cancellation closes the connection at once.
+    """
+    stream = EventStream(
+        url,
+        headers=headers,
+        ssl_context=ssl_context,
+        last_event_id=last_event_id,
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        max_attempts=max_attempts,
+        max_backoff=max_backoff,
+        rng=rng,
+    )
+    try:
+        yield stream
+    finally:
+        await stream.aclose()
