@@ -7,8 +7,10 @@ turns the task stream's events into typed objects, with the polling and webhook
 payloads beside it. See ``DESIGN.md`` for the layers above.
 """
 
+from ._client import DEFAULT_BASE_URL, Client, watch
 from ._encoder import encode_comment, encode_event
 from ._errors import (
+    ConfigurationError,
     ConnectError,
     ConnectTimeout,
     EventStreamError,
@@ -17,7 +19,10 @@ from ._errors import (
     ReconnectError,
     RemoteProtocolError,
     SSEProtoError,
+    TaskCancelled,
+    TaskError,
     TaskEventError,
+    TaskFailed,
     TransportError,
     WebhookSignatureError,
 )
@@ -45,9 +50,12 @@ from .tasks import (
 )
 
 __all__ = [
+    "DEFAULT_BASE_URL",
     "Cancelled",
+    "Client",
     "Comment",
     "Completed",
+    "ConfigurationError",
     "ConnectError",
     "ConnectTimeout",
     "ContentTypeError",
@@ -64,8 +72,11 @@ __all__ = [
     "ServerSentEvent",
     "StatusChanged",
     "StreamError",
+    "TaskCancelled",
+    "TaskError",
     "TaskEvent",
     "TaskEventError",
+    "TaskFailed",
     "TaskResult",
     "TaskSnapshot",
     "TaskStatus",
@@ -82,4 +93,5 @@ __all__ = [
     "open_event_stream",
     "parse_timestamp",
     "verify_webhook",
+    "watch",
 ]

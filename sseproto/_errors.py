@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
 __all__ = [
+    "ConfigurationError",
     "ConnectError",
     "ConnectTimeout",
     "EventStreamError",
@@ -22,7 +23,10 @@ __all__ = [
     "ReconnectError",
     "RemoteProtocolError",
     "SSEProtoError",
+    "TaskCancelled",
+    "TaskError",
     "TaskEventError",
+    "TaskFailed",
     "TransportError",
     "WebhookSignatureError",
 ]
@@ -138,3 +142,33 @@ class ReconnectError(TransportError):
         super().__init__(message)
         self.attempts = attempts
         self.last_error = last_error
+
+
+class ConfigurationError(SSEProtoError):
+    """A setting is missing or invalid (such as no API key): fix the configuration."""
+
+
+class TaskError(SSEProtoError):
+    """The watched task did not complete.
+
+    Attributes:
+        task_id: The task.
+        snapshot: The last state seen (a TaskSnapshot, or the terminal TaskEvent).
+    """
+
+    def __init__(self, message: str, *, task_id: str, snapshot: Any = None) -> None:
+        super().__init__(message)
+        self.task_id = task_id
+        self.snapshot = snapshot
+
+
+class TaskFailed(TaskError):
+    """The task failed. ``error`` is the server's reason (``""`` if it gave none)."""
+
+    def __init__(self, message: str, *, task_id: str, error: str, snapshot: Any = None) -> None:
+        super().__init__(message, task_id=task_id, snapshot=snapshot)
+        self.error = error
+
+
+class TaskCancelled(TaskError):
+    """The task was cancelled."""

@@ -41,7 +41,7 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     import ssl
-    from collections.abc import AsyncIterator, Mapping
+    from collections.abc import AsyncIterator, Callable, Mapping
 
 __all__ = ["EventStream", "open_event_stream"]
 
@@ -79,8 +79,13 @@ class EventStream:
         max_attempts: int,
         max_backoff: float,
         rng: random.Random | None,
+        reconnect_after: Callable[[ServerSentEvent | None], bool] | None = None,
     ) -> None:
         self._origin, self._target = parse_url(url)
+        # Whether a body that ended cleanly after this event (None: no event on that
+        # connection) is followed by a reconnect; by default always, as EventSource.
+        self._reconnect_after = reconnect_after
+        self._last_event: ServerSentEvent | None = None
         self._headers = dict(headers or {})
         self._ssl_context = ssl_context
         self._connect_timeout = connect_timeout
@@ -149,6 +154,7 @@ class EventStream:
         if event.id and (not self._seen or self._seen[-1] != event.id):
             self._seen.append(event.id)
         self._ready.append(event)
+        self._last_event = event
         self._delivered_since_connect = True
         self._failures = 0  # events flow again: the backoff starts over
 
@@ -159,8 +165,12 @@ class EventStream:
         await self._drop_connection()
         if error is not None and not self._delivered_since_connect:
             self._failed(error, None)
-        else:
-            self._delay = self._base_delay()
+            return
+        last = self._last_event if self._delivered_since_connect else None
+        if error is None and self._reconnect_after is not None and not self._reconnect_after(last):
+            self._done = True  # the caller's signal: a clean end here means stop
+            return
+        self._delay = self._base_delay()
 
     # -- connecting ----------------------------------------------------------------
 
@@ -313,6 +323,7 @@ async def open_event_stream(
     max_attempts: int = 8,
     max_backoff: float = MAX_BACKOFF,
     rng: random.Random | None = None,
+    reconnect_after: Callable[[ServerSentEvent | None], bool] | None = None,
 ) -> AsyncIterator[EventStream]:
     """Open any SSE endpoint as a reconnecting stream of events.
 
@@ -334,6 +345,10 @@ async def open_event_stream(
         max_attempts: Failed reconnection attempts in a row before giving up.
         max_backoff: The cap of the exponential backoff, in seconds.
         rng: The random source of the backoff's jitter (for reproducible tests).
+        reconnect_after: Decides, when the server ends a body cleanly, whether to
+            reconnect, given the last event of that connection (None if it sent
+            none). Default: always, as EventSource does. The task client uses it to
+            stop after an ``error`` event followed by a close (the API's signal).
 
     An overall deadline is the caller's: wrap the block in ``trio.move_on_after``.
     Leaving the block, an exception or a cancellation closes the connection at once.
@@ -348,6 +363,7 @@ async def open_event_stream(
         max_attempts=max_attempts,
         max_backoff=max_backoff,
         rng=rng,
+        reconnect_after=reconnect_after,
     )
     try:
         yield stream

@@ -1,0 +1,365 @@
+"""The Cyberun task client, ``watch()``, and the polling fallback.
+
+Theory of operation: :class:`Client` holds the settings (key, base URL, team, TLS
+trust) and one keep-alive connection for its JSON calls, reopened when the server
+closed it. :meth:`Client.task_events` is :func:`~sseproto.open_event_stream` on the
+task's events endpoint, decoded by :mod:`sseproto.tasks`, ending after the terminal
+event. :func:`watch` follows that stream and switches to polling ``GET /tasks/{id}``
+every ``poll_interval`` seconds when the stream is not available, when reconnecting
+keeps failing, or when the stream closes right after an ``error`` event (the API's
+documented signal); either way it reaches the terminal state, then fetches the
+result. Policy lives here; the layers below only report what happened.
+
+The API key never appears in a repr, a log line or an exception message.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import os
+import uuid
+from contextlib import aclosing
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlencode
+
+import trio
+
+from ._errors import (
+    ConfigurationError,
+    HTTPStatusError,
+    ReconnectError,
+    TaskCancelled,
+    TaskEventError,
+    TaskFailed,
+    TransportError,
+)
+from ._http import Connection, parse_url
+from ._stream import USER_AGENT, ContentTypeError, open_event_stream
+from .tasks import (
+    Cancelled,
+    Completed,
+    Failed,
+    StreamError,
+    TaskEvent,
+    TaskResult,
+    TaskSnapshot,
+    TaskStatus,
+    decode_task_event,
+    decode_task_result,
+    decode_task_snapshot,
+)
+
+if TYPE_CHECKING:
+    import ssl
+    from collections.abc import AsyncGenerator, Awaitable, Callable
+
+__all__ = ["DEFAULT_BASE_URL", "Client", "watch"]
+
+DEFAULT_BASE_URL = "https://core.cyberun.cloud/api/v1/r"
+log = logging.getLogger("sseproto")
+
+#: What ``watch`` hands ``on_event``: a typed stream event, a polling snapshot, or a
+#: TaskEventError for a malformed event that was skipped.
+WatchItem = TaskEvent | TaskSnapshot | TaskEventError
+
+
+class _StreamUnavailable(Exception):
+    """Internal: the events endpoint cannot serve this task; poll instead."""
+
+
+class Client:
+    """A client of the Cyberun task API. Use it as ``async with Client() as client``.
+
+    Args:
+        api_key: A JWT, ``sk-…`` or ``dk-…`` key; default ``CYBERUN_API_KEY``.
+        base_url: Default ``CYBERUN_BASE_URL``, else the public API.
+        team_id: Sent as ``X-Team-ID`` (a JWT needs it); default ``CYBERUN_TEAM_ID``.
+        ssl_context: TLS trust; default ``ssl.create_default_context()`` (which honours
+            ``SSL_CERT_FILE``). Verification is always on.
+        connect_timeout: Seconds to connect (TCP and TLS).
+        read_timeout: Seconds without a byte before a connection is presumed dead.
+
+    Raises:
+        ConfigurationError: No API key was given or found in the environment.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        team_id: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        *,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 60.0,
+    ) -> None:
+        key = api_key or os.environ.get("CYBERUN_API_KEY", "")
+        if not key.strip():
+            raise ConfigurationError(
+                "no API key: pass api_key= or set CYBERUN_API_KEY (a JWT, an sk-… or a dk-… key)"
+            )
+        self._api_key = key.strip()
+        self.base_url = (base_url or os.environ.get("CYBERUN_BASE_URL") or DEFAULT_BASE_URL).rstrip(
+            "/"
+        )
+        self._origin, self._base_path = parse_url(self.base_url)  # refuses plain http
+        self.team_id = team_id or os.environ.get("CYBERUN_TEAM_ID") or None
+        self.ssl_context = ssl_context
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self._conn: Connection | None = None
+
+    def __repr__(self) -> str:
+        return f"<sseproto Client {self.base_url}>"  # never the key
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the keep-alive connection."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.aclose()
+
+    def headers(self) -> dict[str, str]:
+        """The authentication headers every request carries."""
+        headers = {"Authorization": f"Bearer {self._api_key}", "User-Agent": USER_AGENT}
+        if self.team_id:
+            headers["X-Team-ID"] = self.team_id
+        return headers
+
+    # -- JSON calls --------------------------------------------------------------
+
+    async def _call(self, method: str, path: str, payload: Any = None) -> Any:
+        target = self._base_path.rstrip("/") + path
+        body = json.dumps(payload).encode() if payload is not None else b""
+        headers = {**self.headers(), "Accept": "application/json"}
+        if payload is not None:
+            headers["Content-Type"] = "application/json"
+        for attempt in (1, 2):
+            reused = self._conn is not None
+            conn = self._conn or await Connection.connect(
+                self._origin, ssl_context=self.ssl_context, connect_timeout=self.connect_timeout
+            )
+            self._conn = None
+            try:
+                response = await conn.request(
+                    method, target, headers, body, read_timeout=self.read_timeout
+                )
+                raw = await conn.read_body(read_timeout=self.read_timeout)
+            except TransportError:
+                await conn.aclose()
+                if reused and attempt == 1:
+                    continue  # the server closed the idle keep-alive connection: retry
+                raise
+            except BaseException:
+                await conn.aclose()
+                raise
+            if conn.reusable:
+                self._conn = conn
+            else:
+                await conn.aclose()
+            break
+        status = response.status_code
+        if status >= 300:
+            raise HTTPStatusError(
+                f"{method} {self.base_url}{path} answered HTTP {status}",
+                status_code=status,
+                body=raw,
+                headers=response.headers,
+            )
+        if not raw.strip():
+            return None
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise TaskEventError(f"{method} {path} did not answer JSON ({exc})") from None
+
+    async def get_task(self, task_id: str) -> TaskSnapshot:
+        """``GET /tasks/{id}``: the task's current state."""
+        return decode_task_snapshot(await self._call("GET", f"/tasks/{_seg(task_id)}"))
+
+    async def get_result(self, task_id: str) -> TaskResult:
+        """``GET /tasks/{id}/result`` (a finished task; the links expire, fetch again)."""
+        return decode_task_result(await self._call("GET", f"/tasks/{_seg(task_id)}/result"))
+
+    async def cancel_task(self, task_id: str) -> None:
+        """``POST /tasks/{id}/cancel`` (a no-op success on a finished task)."""
+        await self._call("POST", f"/tasks/{_seg(task_id)}/cancel", {})
+
+    async def run_workflow(self, workflow: str, parameters: dict[str, Any] | None = None) -> str:
+        """Start a task from a workflow id, a slug or ``slug@version``; its task id."""
+        try:
+            uuid.UUID(workflow)
+            path = f"/workflows/{_seg(workflow)}/run"
+        except ValueError:
+            path = f"/workflows/slug/{_seg(workflow)}/run"
+        answer = await self._call("POST", path, {"parameters": parameters or {}})
+        task_id = answer.get("task_id") if isinstance(answer, dict) else None
+        if not isinstance(task_id, str) or not task_id:
+            raise TaskEventError(f"POST {path} did not answer a task_id", payload=answer)
+        return task_id
+
+    async def list_tasks(
+        self, *, status: str | None = None, page: int = 1, per_page: int = 20
+    ) -> tuple[list[TaskSnapshot], dict[str, Any]]:
+        """``GET /tasks``: one page of tasks, and the page metadata."""
+        query = {"current_page": page, "per_page": per_page}
+        if status:
+            query["status"] = status  # type: ignore[assignment]
+        answer = await self._call("GET", "/tasks?" + urlencode(query))
+        if not isinstance(answer, dict):
+            raise TaskEventError("GET /tasks did not answer an object", payload=answer)
+        tasks = [decode_task_snapshot(t) for t in answer.get("task_list") or []]
+        meta = answer.get("page_meta")
+        return tasks, meta if isinstance(meta, dict) else {}
+
+    # -- the stream --------------------------------------------------------------
+
+    async def task_events(
+        self, task_id: str, *, last_event_id: str = ""
+    ) -> AsyncGenerator[TaskEvent | TaskEventError, None]:
+        """The task's typed events, reconnecting, ending after the terminal one.
+
+        A malformed event is yielded as its :class:`~sseproto.TaskEventError` (and the
+        stream goes on); an ``error`` event is yielded and the stream goes on.
+        Prefer :func:`watch`, which also falls back to polling. If you may stop
+        before the end, close it deterministically::
+
+            async with contextlib.aclosing(client.task_events(task_id)) as events:
+                async for event in events: ...
+        """
+        url = f"{self.base_url}/tasks/{_seg(task_id)}/events"
+        async with open_event_stream(
+            url,
+            headers=self.headers(),
+            ssl_context=self.ssl_context,
+            last_event_id=last_event_id,
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout,
+            reconnect_after=lambda ev: ev is None or ev.event != "error",
+        ) as stream:
+            async for sse in stream:
+                try:
+                    event = decode_task_event(sse)
+                except TaskEventError as exc:
+                    yield exc
+                    continue
+                yield event
+                if event.is_terminal:
+                    return
+            raise _StreamUnavailable("the stream ended without a terminal event")
+
+
+def _seg(text: str) -> str:
+    return quote(text, safe="@")
+
+
+async def _emit(on_event: Any, item: WatchItem) -> None:
+    if on_event is None:
+        return
+    result = on_event(item)
+    if inspect.isawaitable(result):
+        await result
+
+
+async def _poll(client: Client, task_id: str, on_event: Any, interval: float) -> TaskSnapshot:
+    while True:
+        snapshot = await client.get_task(task_id)
+        await _emit(on_event, snapshot)
+        if snapshot.is_terminal:
+            return snapshot
+        await trio.sleep(interval)
+
+
+async def watch(
+    task_id: str,
+    *,
+    api_key: str | None = None,
+    base_url: str | None = None,
+    team_id: str | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    on_event: Callable[[WatchItem], Awaitable[None] | None] | None = None,
+    poll_interval: float = 3.0,
+    connect_timeout: float = 10.0,
+    read_timeout: float = 60.0,
+) -> TaskResult:
+    """Follow a task to its end; return its result. ``trio.run(sseproto.watch, task_id)``.
+
+    Follows the events stream (resuming with ``Last-Event-ID`` after drops) and falls
+    back to polling ``GET /tasks/{id}`` every ``poll_interval`` seconds when the stream
+    is unavailable (wrong content type, 204, 404/405/501 while the task exists), when
+    reconnecting keeps failing, or when it closes right after an ``error`` event.
+
+    Args:
+        on_event: Called (sync or async) with every typed event, every polling
+            snapshot, and a TaskEventError for each malformed event skipped, in order.
+
+    Returns:
+        The :class:`~sseproto.TaskResult` of the completed task.
+
+    Raises:
+        TaskFailed: The task failed (``.error`` says why).
+        TaskCancelled: The task was cancelled.
+        ConfigurationError: No API key.
+        HTTPStatusError: 401/403 and other errors that polling cannot get past.
+    """
+    async with Client(
+        api_key,
+        base_url,
+        team_id,
+        ssl_context,
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+    ) as client:
+        final: TaskEvent | TaskSnapshot | None = None
+        try:
+            async with aclosing(client.task_events(task_id)) as events:
+                async for item in events:
+                    await _emit(on_event, item)
+                    if isinstance(item, TaskEventError):
+                        if item.event is not None and item.event.event in _TERMINAL:
+                            break  # a malformed terminal event: confirm by polling
+                        log.warning("skipped a malformed task event: %s", item)
+                        continue
+                    if isinstance(item, StreamError):
+                        log.warning("the server reported an error reading task state: %s", item)
+                    if item.is_terminal:
+                        final = item
+                        break
+        except (_StreamUnavailable, ContentTypeError, ReconnectError) as exc:
+            log.info("task %s: the event stream is unavailable (%s); polling", task_id, exc)
+        except HTTPStatusError as exc:
+            if exc.status_code not in (404, 405, 501):
+                raise
+            log.info("task %s: the events endpoint answered %s; polling", task_id, exc.status_code)
+        if final is None:
+            final = await _poll(client, task_id, on_event, poll_interval)
+        return await _finish(client, task_id, final)
+
+
+_TERMINAL = ("completed", "failed", "cancelled")
+
+
+async def _finish(client: Client, task_id: str, final: TaskEvent | TaskSnapshot) -> TaskResult:
+    if isinstance(final, Failed) or (
+        isinstance(final, TaskSnapshot) and final.status == TaskStatus.FAILED
+    ):
+        error = final.error if isinstance(final, Failed) else (final.error or "")
+        raise TaskFailed(
+            f"task {task_id} failed: {error or 'no reason given'}",
+            task_id=task_id,
+            error=error,
+            snapshot=final,
+        )
+    if isinstance(final, Cancelled) or (
+        isinstance(final, TaskSnapshot) and final.status == TaskStatus.CANCELLED
+    ):
+        raise TaskCancelled(f"task {task_id} was cancelled", task_id=task_id, snapshot=final)
+    assert isinstance(final, (Completed, TaskSnapshot))
+    return await client.get_result(task_id)
