@@ -225,13 +225,12 @@ class EventStream:
                 self._start(conn)
                 return
             body = b""
-            if status != 200 or response.content_type:
-                try:
-                    with trio.move_on_after(self._read_timeout):
-                        body = await conn.read_body(read_timeout=self._read_timeout, limit=65536)
-                except TransportError:
-                    pass
-            await conn.aclose()
+            try:  # keep the body of an error answer for the caller to inspect
+                body = await conn.read_body(read_timeout=self._read_timeout, limit=65536)
+            except TransportError:
+                pass
+            finally:
+                await conn.aclose()
             if status in REDIRECTS:
                 target = self._same_origin_redirect(response.headers.get("location", ""))
                 continue
