@@ -30,6 +30,8 @@ from ._errors import (
     ConfigurationError,
     HTTPStatusError,
     ReconnectError,
+    RemoteProtocolError,
+    StreamUnavailable,
     TaskCancelled,
     TaskEventError,
     TaskFailed,
@@ -65,10 +67,6 @@ log = logging.getLogger("sseproto")
 WatchItem = TaskEvent | TaskSnapshot | TaskEventError
 
 
-class _StreamUnavailable(Exception):
-    """Internal: the events endpoint cannot serve this task; poll instead."""
-
-
 class Client:
     """A client of the Cyberun task API. Use it as ``async with Client() as client``.
 
@@ -101,11 +99,18 @@ class Client:
                 "no API key: pass api_key= or set CYBERUN_API_KEY (a JWT, an sk-… or a dk-… key)"
             )
         self._api_key = key.strip()
+        if not _header_safe(self._api_key):
+            raise ConfigurationError(
+                "the API key contains characters an HTTP header cannot carry (spaces, "
+                "control characters or non-ASCII): check how it was copied"
+            )
         self.base_url = (base_url or os.environ.get("CYBERUN_BASE_URL") or DEFAULT_BASE_URL).rstrip(
             "/"
         )
         self._origin, self._base_path = parse_url(self.base_url)  # refuses plain http
         self.team_id = team_id or os.environ.get("CYBERUN_TEAM_ID") or None
+        if self.team_id is not None and not _header_safe(self.team_id):
+            raise ConfigurationError("the team id contains characters a header cannot carry")
         self.ssl_context = ssl_context
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
@@ -141,27 +146,36 @@ class Client:
         headers = {**self.headers(), "Accept": "application/json"}
         if payload is not None:
             headers["Content-Type"] = "application/json"
+        # A call on the idle keep-alive connection is sent again, once, only if the
+        # server had closed that connection (the usual idle close); never after a
+        # read timeout, when the server may be working on it (a POST must not run
+        # twice).
         for attempt in (1, 2):
             reused = self._conn is not None
-            conn = self._conn or await Connection.connect(
-                self._origin, ssl_context=self.ssl_context, connect_timeout=self.connect_timeout
-            )
-            self._conn = None
+            if reused:
+                conn, self._conn = self._conn, None
+                assert conn is not None
+            else:
+                conn = await Connection.connect(
+                    self._origin,
+                    ssl_context=self.ssl_context,
+                    connect_timeout=self.connect_timeout,
+                )
             try:
                 response = await conn.request(
                     method, target, headers, body, read_timeout=self.read_timeout
                 )
                 raw = await conn.read_body(read_timeout=self.read_timeout)
-            except TransportError:
+            except TransportError as exc:
                 await conn.aclose()
-                if reused and attempt == 1:
-                    continue  # the server closed the idle keep-alive connection: retry
+                if reused and attempt == 1 and type(exc) is RemoteProtocolError:
+                    continue  # the server had closed the idle connection: send again
                 raise
             except BaseException:
                 await conn.aclose()
                 raise
-            if conn.reusable:
-                self._conn = conn
+            if conn.reusable and self._conn is None:
+                self._conn = conn  # keep one idle connection (calls may run concurrently)
             else:
                 await conn.aclose()
             break
@@ -253,7 +267,12 @@ class Client:
                 yield event
                 if event.is_terminal:
                     return
-            raise _StreamUnavailable("the stream ended without a terminal event")
+            raise StreamUnavailable("the stream ended without a terminal event")
+
+
+def _header_safe(value: str) -> bool:
+    """Printable ASCII without spaces: what a token or an id can be in a header."""
+    return value.isascii() and value.isprintable() and " " not in value
 
 
 def _seg(text: str) -> str:
@@ -332,7 +351,7 @@ async def watch(
                     if item.is_terminal:
                         final = item
                         break
-        except (_StreamUnavailable, ContentTypeError, ReconnectError) as exc:
+        except (StreamUnavailable, ContentTypeError, ReconnectError) as exc:
             log.info("task %s: the event stream is unavailable (%s); polling", task_id, exc)
         except HTTPStatusError as exc:
             if exc.status_code not in (404, 405, 501):

@@ -23,6 +23,7 @@ __all__ = [
     "ReconnectError",
     "RemoteProtocolError",
     "SSEProtoError",
+    "StreamUnavailable",
     "TaskCancelled",
     "TaskError",
     "TaskEventError",
@@ -172,3 +173,9 @@ class TaskFailed(TaskError):
 
 class TaskCancelled(TaskError):
     """The task was cancelled."""
+
+
+class StreamUnavailable(TransportError):
+    """The events endpoint ended without the task's terminal event (a 204, or a close
+    right after an ``error`` event): poll the task instead, as :func:`~sseproto.watch`
+    does."""

@@ -181,6 +181,13 @@ class Connection:
         if self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE:
             self._h11.start_next_cycle()
         items = list(headers.items()) if hasattr(headers, "items") else list(headers)
+        for name, value in items:
+            if not (value.isascii() and value.isprintable()):
+                # Never echo the value: it may be a token.
+                raise ValueError(
+                    f"the {name} header has a value HTTP cannot carry (a control "
+                    f"character or non-ASCII text)"
+                )
         items = [("Host", self.origin.authority), *items]
         if body:
             items.append(("Content-Length", str(len(body))))
@@ -249,9 +256,10 @@ class Connection:
             data = self._h11.send(event)
             if data:
                 await self._stream.send_all(data)
-        except h11.LocalProtocolError as exc:  # a bug of ours, never the server's
+        except h11.LocalProtocolError:  # a bug of ours, never the server's
             self._broken = True
-            raise RuntimeError(f"sseproto sent an invalid HTTP request: {exc}") from exc
+            # No details: h11's message could quote a header value, such as a token.
+            raise RuntimeError("sseproto built an invalid HTTP request") from None
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             self._broken = True
             raise RemoteProtocolError(

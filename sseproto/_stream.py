@@ -33,6 +33,7 @@ import trio
 from ._errors import (
     HTTPStatusError,
     ReconnectError,
+    RemoteProtocolError,
     TransportError,
 )
 from ._http import Connection, Origin, parse_url
@@ -50,7 +51,7 @@ MAX_BACKOFF = 60.0
 RETRYABLE = frozenset({408, 429, 500, 502, 503, 504})
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 5
-_SEEN_IDS = 1024  # how many recent event ids are remembered to drop replays
+_SEEN_IDS = 1024  # how many recent events are remembered to drop replays
 USER_AGENT = f"sseproto/{__version__}"
 
 
@@ -99,10 +100,13 @@ class EventStream:
         self._conn: Connection | None = None
         self._parser: EventStreamParser[ServerSentEvent] | None = None
         self._ready: deque[ServerSentEvent] = deque()
-        self._seen: deque[str] = deque(maxlen=_SEEN_IDS)
+        # Recent events with an id, to recognise the ones a server replays after a
+        # resume: the same id, type and data (an event without its own id line
+        # carries the sticky id, so the id alone would drop new events).
+        self._seen: deque[tuple[str, str, int]] = deque(maxlen=_SEEN_IDS)
         self._skipping_replay = False
         self._failures = 0  # consecutive failed attempts
-        self._delay = 0.0  # to wait before the next connection
+        self._reconnect_at = 0.0  # trio time of the next connection attempt
         self._delivered_since_connect = False
         self._done = False
 
@@ -147,12 +151,14 @@ class EventStream:
         self.last_event_id = self._parser.last_event_id
 
     def _deliver(self, event: ServerSentEvent) -> None:
+        # A fingerprint, not the event: 1024 large events must not stay in memory.
+        fingerprint = (event.id, event.event, hash(event.data))
         if self._skipping_replay:
-            if event.id and event.id in self._seen:
+            if event.id and fingerprint in self._seen:
                 return  # the server replays what we had before the resume
             self._skipping_replay = False
-        if event.id and (not self._seen or self._seen[-1] != event.id):
-            self._seen.append(event.id)
+        if event.id:
+            self._seen.append(fingerprint)
         self._ready.append(event)
         self._last_event = event
         self._delivered_since_connect = True
@@ -163,41 +169,49 @@ class EventStream:
         assert self._parser is not None
         self._parser.close()  # a half-received event is discarded
         await self._drop_connection()
-        if error is not None and not self._delivered_since_connect:
-            self._failed(error, None)
+        if not self._delivered_since_connect:
+            # A connection that delivered nothing is a failed attempt, even if its
+            # body ended cleanly: a server that keeps answering empty streams must
+            # meet the backoff and max_attempts too.
+            ended = RemoteProtocolError(f"{self} ended without an event")
+            self._failed(error or ended, None, backoff=error is not None)
             return
         last = self._last_event if self._delivered_since_connect else None
         if error is None and self._reconnect_after is not None and not self._reconnect_after(last):
             self._done = True  # the caller's signal: a clean end here means stop
             return
-        self._delay = self._base_delay()
+        self._reconnect_at = trio.current_time() + self._base_delay()
 
     # -- connecting ----------------------------------------------------------------
 
     def _base_delay(self) -> float:
         return self.retry / 1000 if self.retry is not None else DEFAULT_RETRY
 
-    def _failed(self, error: BaseException, retry_after: float | None) -> None:
+    def _failed(
+        self, error: BaseException, retry_after: float | None, *, backoff: bool = True
+    ) -> None:
         self._failures += 1
-        if self._failures > self._max_attempts:
+        # max_attempts counts reconnections: before any connection has succeeded,
+        # the first attempt of the streak is the initial one, not a reconnection.
+        reconnects = self._failures - (1 if self.connections == 0 else 0)
+        if reconnects >= self._max_attempts:
             self._done = True
             raise ReconnectError(
-                f"gave up on {self}: {self._failures - 1} reconnection attempts in a row "
-                f"failed; the last one: {error}",
-                attempts=self._failures - 1,
+                f"gave up on {self}: {reconnects} reconnection attempts in a row failed "
+                f"({self._failures} attempts in all); the last one: {error}",
+                attempts=reconnects,
                 last_error=error,
             ) from error
         base = self._base_delay()
-        if self._failures == 1:
+        if self._failures == 1 or not backoff:  # a clean end waits the retry delay
             delay = base
         else:  # exponential backoff with full jitter, capped
             delay = self._rng.uniform(0, min(self._max_backoff, base * 2 ** (self._failures - 1)))
-        self._delay = max(delay, retry_after or 0.0)
+        self._reconnect_at = trio.current_time() + max(delay, retry_after or 0.0)
 
     async def _connect(self) -> None:
-        if self._delay > 0:
-            await trio.sleep(self._delay)
-            self._delay = 0.0
+        # An absolute time: a pull cancelled during the wait resumes it, not restarts.
+        await trio.sleep_until(self._reconnect_at)
         target = self._target
         for _ in range(MAX_REDIRECTS + 1):
             try:
