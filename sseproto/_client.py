@@ -181,11 +181,13 @@ class Client:
             break
         status = response.status_code
         if status >= 300:
+            retry_after = response.headers.get("retry-after", "").strip()
             raise HTTPStatusError(
                 f"{method} {self.base_url}{path} answered HTTP {status}",
                 status_code=status,
                 body=raw,
                 headers=response.headers,
+                retry_after=float(retry_after) if retry_after.isdigit() else None,
             )
         if not raw.strip():
             return None
@@ -287,9 +289,28 @@ async def _emit(on_event: Any, item: WatchItem) -> None:
         await result
 
 
+#: Consecutive transient polling failures tolerated before watch gives up.
+MAX_POLL_FAILURES = 10
+_TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+
 async def _poll(client: Client, task_id: str, on_event: Any, interval: float) -> TaskSnapshot:
+    failures = 0
     while True:
-        snapshot = await client.get_task(task_id)
+        try:
+            snapshot = await client.get_task(task_id)
+        except (HTTPStatusError, TransportError) as exc:
+            transient = not isinstance(exc, HTTPStatusError) or (
+                exc.status_code in _TRANSIENT_STATUSES
+            )
+            failures += 1
+            if not transient or failures >= MAX_POLL_FAILURES:
+                raise
+            retry_after = exc.retry_after if isinstance(exc, HTTPStatusError) else None
+            log.info("task %s: polling failed (%s); trying again", task_id, exc)
+            await trio.sleep(max(interval, retry_after or 0.0))
+            continue
+        failures = 0
         await _emit(on_event, snapshot)
         if snapshot.is_terminal:
             return snapshot
