@@ -10,6 +10,7 @@ payloads beside it. See ``DESIGN.md`` for the layers above.
 from ._client import DEFAULT_BASE_URL, Client, watch
 from ._encoder import encode_comment, encode_event
 from ._errors import (
+    CertificateError,
     ConfigurationError,
     ConnectError,
     ConnectTimeout,
@@ -53,6 +54,7 @@ from .tasks import (
 __all__ = [
     "DEFAULT_BASE_URL",
     "Cancelled",
+    "CertificateError",
     "Client",
     "Comment",
     "Completed",

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
 __all__ = [
+    "CertificateError",
     "ConfigurationError",
     "ConnectError",
     "ConnectTimeout",
@@ -91,6 +92,11 @@ class ConnectError(TransportError):
     by the SSL context in use: pass ``ssl_context=`` (or set ``SSL_CERT_FILE``) for a
     private CA. Verification is never turned off.
     """
+
+
+class CertificateError(ConnectError):
+    """The server's certificate failed verification (untrusted CA, wrong host name,
+    expired). Pass ``ssl_context=`` or set ``SSL_CERT_FILE`` for a private CA."""
 
 
 class ConnectTimeout(ConnectError):

@@ -25,7 +25,13 @@ from urllib.parse import urlsplit
 import h11
 import trio
 
-from ._errors import ConnectError, ConnectTimeout, ReadTimeout, RemoteProtocolError
+from ._errors import (
+    CertificateError,
+    ConnectError,
+    ConnectTimeout,
+    ReadTimeout,
+    RemoteProtocolError,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -147,7 +153,13 @@ class Connection:
         except (OSError, trio.BrokenResourceError) as exc:
             if tcp is not None:
                 await trio.aclose_forcefully(tcp)
-            raise ConnectError(_connect_message(origin, exc)) from None
+            cause = exc.__cause__ or exc.__context__ or exc
+            error = (
+                CertificateError
+                if isinstance(cause, ssl.SSLCertVerificationError)
+                else ConnectError
+            )
+            raise error(_connect_message(origin, exc)) from None
         except BaseException:
             if tcp is not None:
                 await trio.aclose_forcefully(tcp)
@@ -182,7 +194,7 @@ class Connection:
             self._h11.start_next_cycle()
         items = list(headers.items()) if hasattr(headers, "items") else list(headers)
         for name, value in items:
-            if not (value.isascii() and value.isprintable()):
+            if not all(c == "\t" or " " <= c <= "~" for c in value):
                 # Never echo the value: it may be a token.
                 raise ValueError(
                     f"the {name} header has a value HTTP cannot carry (a control "
@@ -271,7 +283,7 @@ class Connection:
             try:
                 event = self._h11.next_event()
             except h11.RemoteProtocolError as exc:
-                raise self._protocol_error(f"the server broke HTTP/1.1: {exc}") from None
+                raise self._protocol_error(_remote_message(self.origin, exc)) from None
             if event is h11.NEED_DATA:
                 data = b""
                 with trio.move_on_after(read_timeout) as idle:
@@ -290,7 +302,7 @@ class Connection:
                 try:
                     self._h11.receive_data(data)
                 except h11.RemoteProtocolError as exc:
-                    raise self._protocol_error(f"the server broke HTTP/1.1: {exc}") from None
+                    raise self._protocol_error(_remote_message(self.origin, exc)) from None
                 continue
             if isinstance(event, h11.ConnectionClosed):
                 raise self._protocol_error(f"{self.origin} closed the connection")
@@ -301,6 +313,12 @@ class Connection:
     def _protocol_error(self, message: str) -> RemoteProtocolError:
         self._broken = True
         return RemoteProtocolError(message)
+
+
+def _remote_message(origin: Origin, exc: h11.RemoteProtocolError) -> str:
+    if "peer closed connection" in str(exc):
+        return f"{origin} closed the connection in the middle of a response"
+    return f"{origin} broke HTTP/1.1: {exc}"
 
 
 def _reason(exc: BaseException) -> str:

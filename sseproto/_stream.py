@@ -17,8 +17,13 @@ or, with no connection, (re)connects first:
   so does a 200 that is not an event stream.
 * Redirects are followed to the same origin only (the Authorization header must never
   reach another host).
-* After a resume, events the server replays (ids already delivered) are dropped until
-  the first new id, so no event is delivered twice.
+* A connection that delivers no event counts as a failed attempt even when its body
+  ends cleanly (a server that keeps answering empty streams meets ``max_attempts``).
+* After a resume, events the server replays (the same id, type and data as one this
+  stream delivered) are dropped until the first new one, so no event is delivered
+  twice. The stream cannot recognise the replay of an event it never saw (the one a
+  caller-given ``last_event_id`` names): deduplicate across sessions yourself.
+* A certificate that fails verification is not retried: it will not get better.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from ._errors import (
+    CertificateError,
     HTTPStatusError,
     ReconnectError,
     RemoteProtocolError,
@@ -169,16 +175,16 @@ class EventStream:
         assert self._parser is not None
         self._parser.close()  # a half-received event is discarded
         await self._drop_connection()
-        if not self._delivered_since_connect:
-            # A connection that delivered nothing is a failed attempt, even if its
-            # body ended cleanly: a server that keeps answering empty streams must
-            # meet the backoff and max_attempts too.
-            ended = RemoteProtocolError(f"{self} ended without an event")
-            self._failed(error or ended, None, backoff=error is not None)
-            return
         last = self._last_event if self._delivered_since_connect else None
         if error is None and self._reconnect_after is not None and not self._reconnect_after(last):
             self._done = True  # the caller's signal: a clean end here means stop
+            return
+        if not self._delivered_since_connect:
+            # A connection that delivered nothing is a failed attempt, even if its
+            # body ended cleanly: a server that keeps answering empty streams must
+            # meet max_attempts too (a clean end still waits only the retry delay).
+            ended = RemoteProtocolError(f"{self} ended without an event")
+            self._failed(error or ended, None, backoff=error is not None)
             return
         self._reconnect_at = trio.current_time() + self._base_delay()
 
@@ -220,6 +226,9 @@ class EventStream:
                     ssl_context=self._ssl_context,
                     connect_timeout=self._connect_timeout,
                 )
+            except CertificateError:
+                self._done = True
+                raise
             except TransportError as exc:
                 self._failed(exc, None)
                 return
@@ -246,7 +255,7 @@ class EventStream:
             finally:
                 await conn.aclose()
             if status in REDIRECTS:
-                target = self._same_origin_redirect(response.headers.get("location", ""))
+                target = self._same_origin_redirect(response.headers.get("location", ""), status)
                 continue
             error_args = {
                 "status_code": status,
@@ -274,9 +283,11 @@ class EventStream:
             self._done = True
             raise error
         self._done = True
-        raise HTTPStatusError(f"{self}: more than {MAX_REDIRECTS} redirects", status_code=310)
+        raise HTTPStatusError(
+            f"{self}: more than {MAX_REDIRECTS} redirects in a row", status_code=status
+        )
 
-    def _same_origin_redirect(self, location: str) -> str:
+    def _same_origin_redirect(self, location: str, status: int) -> str:
         if location.startswith("/"):
             return location
         try:
@@ -288,7 +299,7 @@ class EventStream:
             raise HTTPStatusError(
                 f"{self} redirected to another origin; not followed, so that the "
                 f"Authorization header never reaches another host",
-                status_code=302,
+                status_code=status,
             )
         return target
 

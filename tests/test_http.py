@@ -1,0 +1,283 @@
+"""``sseproto._http``: one HTTP/1.1 connection over TLS, and the URL rules.
+
+Against ``sseproto.testing``'s server on loopback (and, for the handshake failures it
+cannot play, a bare TLS or TCP listener): keep-alive reuse, the body limit, the idle
+read timeout, a body cut short, connect errors, and ``parse_url``. Timing runs on
+trio's ``MockClock`` (autojump).
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+from functools import partial
+from typing import TYPE_CHECKING
+
+import pytest
+import trio
+import trio.testing
+import trustme
+
+from sseproto import ConnectError, ConnectTimeout, ReadTimeout, RemoteProtocolError
+from sseproto._http import Connection, Origin, Response, parse_url
+from sseproto.testing import Fault, Task, TestServer, serve
+from tests.test_stream import STEPS, closed_port, server_connections
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+TIMEOUT = 30.0  # mock seconds: longer than anything here takes
+
+
+def api(server: TestServer, path: str) -> str:
+    """The request target of an API path."""
+    return parse_url(server.base_url + path)[1]
+
+
+def auth(server: TestServer) -> Sequence[tuple[str, str]]:
+    return [("Authorization", f"Bearer {server.token}"), ("Accept", "application/json")]
+
+
+async def connect(server: TestServer) -> Connection:
+    origin, _ = parse_url(server.base_url)
+    return await Connection.connect(origin, ssl_context=server.ssl_context, connect_timeout=TIMEOUT)
+
+
+def reusable(conn: Connection) -> bool:
+    """``conn.reusable`` (a call, so that mypy does not narrow it between checks)."""
+    return conn.reusable
+
+
+async def read_to_end(conn: Connection) -> tuple[list[bytes], BaseException | None]:
+    """The body's pieces until its end, or until the error that cut it."""
+    pieces: list[bytes] = []
+    try:
+        while piece := await conn.receive_body(read_timeout=TIMEOUT):
+            pieces.append(piece)
+    except RemoteProtocolError as exc:
+        return pieces, exc
+    return pieces, None
+
+
+# -- keep-alive ----------------------------------------------------------------------
+
+
+async def test_keep_alive_reuses_the_connection(autojump_clock: trio.testing.MockClock) -> None:
+    async with serve() as server:
+        async with await connect(server) as conn:
+            first = await conn.request(
+                "GET", api(server, "/tasks/t-1"), auth(server), read_timeout=5
+            )
+            assert not reusable(conn)  # its body is still to be read
+            snapshot = json.loads(await conn.read_body(read_timeout=5))
+            assert reusable(conn)
+            second = await conn.request(
+                "GET", api(server, "/tasks/t-1/result"), auth(server), read_timeout=5
+            )
+            result = json.loads(await conn.read_body(read_timeout=5))
+            assert reusable(conn)
+            assert server_connections() == 1  # both on one connection
+        assert not reusable(conn)  # closed
+        await trio.sleep(0.1)
+        assert server_connections() == 0  # the server saw it close
+    assert (first.status_code, second.status_code) == (200, 409)
+    assert first.content_type == "application/json"
+    assert first.headers["content-length"] == str(len(json.dumps(snapshot)))
+    assert snapshot["id"] == "t-1"
+    assert "error" in result
+    assert [(r.method, r.path) for r in server.requests] == [
+        ("GET", "/api/v1/r/tasks/t-1"),
+        ("GET", "/api/v1/r/tasks/t-1/result"),
+    ]
+    assert server.requests[0].headers["host"] == f"127.0.0.1:{server.port}"
+
+
+async def test_an_event_stream_is_not_reusable(autojump_clock: trio.testing.MockClock) -> None:
+    async with serve({"t-1": Task(steps=STEPS)}) as server, await connect(server) as conn:
+        response = await conn.request(
+            "GET", api(server, "/tasks/t-1/events"), auth(server), read_timeout=5
+        )
+        pieces, error = await read_to_end(conn)
+        assert not reusable(conn)  # the server closes a stream's connection after it
+    assert response.status_code == 200
+    assert response.content_type == "text/event-stream"
+    assert error is None
+    assert b"".join(pieces).count(b"\n\n") == len(STEPS)
+
+
+# -- bodies --------------------------------------------------------------------------
+
+
+async def test_read_body_limit(autojump_clock: trio.testing.MockClock) -> None:
+    async with serve() as server, await connect(server) as conn:
+        target = api(server, "/nowhere")  # a 404 with a fixed JSON body
+        await conn.request("GET", target, auth(server), read_timeout=5)
+        body = await conn.read_body(read_timeout=5)
+        await conn.request("GET", target, auth(server), read_timeout=5)
+        assert await conn.read_body(read_timeout=5, limit=len(body)) == body  # just fits
+        await conn.request("GET", target, auth(server), read_timeout=5)
+        with pytest.raises(RemoteProtocolError, match=f"larger than {len(body) - 1} bytes"):
+            await conn.read_body(read_timeout=5, limit=len(body) - 1)
+        assert not reusable(conn)
+
+
+@pytest.mark.parametrize("after", [0, 2])
+async def test_read_timeout_on_a_stall(autojump_clock: trio.testing.MockClock, after: int) -> None:
+    task = Task(steps=STEPS, faults=[Fault("stall", after=after)])
+    async with serve({"t-1": task}) as server, await connect(server) as conn:
+        await conn.request("GET", api(server, "/tasks/t-1/events"), auth(server), read_timeout=5)
+        body = b""
+        while body.count(b"\n\n") < after:
+            body += await conn.receive_body(read_timeout=5.0)
+        last = trio.current_time()
+        with pytest.raises(ReadTimeout) as info:
+            await conn.receive_body(read_timeout=5.0)
+        assert trio.current_time() - last == pytest.approx(5.0)
+        assert not reusable(conn)
+    assert body.count(b"\n\n") == after
+    assert "5.0 s" in str(info.value)
+
+
+@pytest.mark.parametrize("kind", ["drop_between", "drop_mid_event"])
+async def test_a_body_cut_short_is_a_protocol_error(
+    autojump_clock: trio.testing.MockClock, kind: str
+) -> None:
+    task = Task(steps=STEPS, faults=[Fault(kind, after=2)])  # type: ignore[arg-type]
+    async with serve({"t-1": task}) as server, await connect(server) as conn:
+        await conn.request("GET", api(server, "/tasks/t-1/events"), auth(server), read_timeout=5)
+        pieces, error = await read_to_end(conn)
+        assert not reusable(conn)
+    assert isinstance(error, RemoteProtocolError)
+    assert "closed" in str(error)
+    body = b"".join(pieces)
+    assert body.count(b"\n\n") == 2
+    assert body.endswith(b"\n\n") == (kind == "drop_between")
+
+
+# -- connecting ----------------------------------------------------------------------
+
+
+async def test_connect_refused(autojump_clock: trio.testing.MockClock) -> None:
+    origin = Origin("https", "127.0.0.1", closed_port())
+    with pytest.raises(ConnectError) as info:
+        await Connection.connect(origin, ssl_context=None, connect_timeout=TIMEOUT)
+    assert type(info.value) is ConnectError
+    assert str(origin) in str(info.value)
+
+
+async def test_connect_to_an_untrusted_server(autojump_clock: trio.testing.MockClock) -> None:
+    async with serve() as server:
+        origin, _ = parse_url(server.base_url)
+        with pytest.raises(ConnectError) as info:
+            await Connection.connect(
+                origin, ssl_context=ssl.create_default_context(), connect_timeout=TIMEOUT
+            )
+    assert "certificate" in str(info.value)
+    assert "ssl_context" in str(info.value)  # what to do about it
+    assert server.requests == []
+
+
+async def test_connect_checks_the_host_name(autojump_clock: trio.testing.MockClock) -> None:
+    # A certificate the client trusts, but for another name than the one dialled.
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("other.example").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+
+    async def handler(tcp: trio.SocketStream) -> None:
+        tls = trio.SSLStream(tcp, server_context, server_side=True)
+        try:
+            await tls.do_handshake()
+        except trio.BrokenResourceError:
+            pass
+        finally:
+            await trio.aclose_forcefully(tls)
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(partial(trio.serve_tcp, handler, 0, host="127.0.0.1"))
+        origin = Origin("https", "127.0.0.1", listeners[0].socket.getsockname()[1])
+        with pytest.raises(ConnectError) as info:
+            await Connection.connect(origin, ssl_context=client_context, connect_timeout=TIMEOUT)
+        nursery.cancel_scope.cancel()
+    assert "certificate" in str(info.value)
+    assert "127.0.0.1" in str(info.value)
+
+
+async def test_connect_timeout(autojump_clock: trio.testing.MockClock) -> None:
+    # The kernel completes the TCP handshake, but nobody ever answers the TLS one.
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    async with listeners[0]:
+        origin = Origin("https", "127.0.0.1", listeners[0].socket.getsockname()[1])
+        start = trio.current_time()
+        with pytest.raises(ConnectTimeout) as info:
+            await Connection.connect(origin, ssl_context=None, connect_timeout=7.0)
+        assert trio.current_time() - start == pytest.approx(7.0)
+    assert isinstance(info.value, ConnectError)
+    assert "7.0 s" in str(info.value)
+
+
+async def test_repr_names_the_origin_and_state(autojump_clock: trio.testing.MockClock) -> None:
+    async with serve() as server:
+        conn = await connect(server)
+        assert repr(conn) == f"<sseproto Connection to https://127.0.0.1:{server.port} (open)>"
+        await conn.aclose()
+        assert repr(conn).endswith("(broken)>")
+
+
+def test_response_content_type() -> None:
+    headers = {"content-type": "Text/Event-Stream ; charset=utf-8"}
+    assert Response(200, "OK", headers).content_type == "text/event-stream"
+    assert Response(200, "OK", {}).content_type == ""
+
+
+# -- parse_url -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "origin", "target", "authority"),
+    [
+        ("https://example.com/api?x=1&y=2", ("https", "example.com", 443), "/api?x=1&y=2", None),
+        ("https://example.com", ("https", "example.com", 443), "/", "example.com"),
+        ("HTTPS://Example.COM:8443/a", ("https", "example.com", 8443), "/a", "example.com:8443"),
+        ("https://[::1]:8443/e", ("https", "::1", 8443), "/e", "[::1]:8443"),
+        ("http://[::1]/e", ("http", "::1", 80), "/e", "[::1]"),
+        ("http://localhost:8000/e", ("http", "localhost", 8000), "/e", "localhost:8000"),
+        ("http://127.0.0.1/e", ("http", "127.0.0.1", 80), "/e", "127.0.0.1"),
+        ("http://127.8.9.10:81/", ("http", "127.8.9.10", 81), "/", "127.8.9.10:81"),
+        ("https://user:pw@example.com/e", ("https", "example.com", 443), "/e", "example.com"),
+        ("https://example.com/e#frag", ("https", "example.com", 443), "/e", "example.com"),
+    ],
+)
+def test_parse_url_accepts(
+    url: str, origin: tuple[str, str, int], target: str, authority: str | None
+) -> None:
+    parsed, parsed_target = parse_url(url)
+    assert (parsed.scheme, parsed.host, parsed.port) == origin
+    assert parsed_target == target
+    if authority is not None:
+        assert parsed.authority == authority
+        assert str(parsed) == f"{origin[0]}://{authority}"
+
+
+@pytest.mark.parametrize(
+    ("url", "match"),
+    [
+        ("http://example.com/e", "refusing plain http"),
+        ("http://10.0.0.1/e", "refusing plain http"),
+        ("http://[2001:db8::1]/e", "refusing plain http"),
+        ("http://localhost.example.com/e", "refusing plain http"),
+        ("http://127.0.0.1.example.com/e", "refusing plain http"),
+        ("ftp://127.0.0.1/e", "not an http"),
+        ("ws://127.0.0.1/e", "not an http"),
+        ("example.com/e", "not an http"),
+        ("https:///e", "not an http"),
+        ("", "not an http"),
+        ("https://example.com:99999/e", "bad port"),
+        ("https://example.com:http/e", "bad port"),
+        ("https://example.com:-1/e", "bad port"),
+    ],
+)
+def test_parse_url_refuses(url: str, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        parse_url(url)
