@@ -37,8 +37,8 @@ from ._errors import (
     TaskFailed,
     TransportError,
 )
-from ._http import Connection, parse_url
-from ._stream import USER_AGENT, ContentTypeError, open_event_stream
+from ._http import Connection, Response, parse_url, redirect_target
+from ._stream import MAX_REDIRECTS, USER_AGENT, ContentTypeError, open_event_stream
 from .tasks import (
     Cancelled,
     Completed,
@@ -146,6 +146,36 @@ class Client:
         headers = {**self.headers(), "Accept": "application/json"}
         if payload is not None:
             headers["Content-Type"] = "application/json"
+        for _ in range(MAX_REDIRECTS + 1):
+            response, raw = await self._exchange(method, target, headers, body)
+            status = response.status_code
+            # Redirects are followed to the same origin only, a handful at most; a
+            # POST only where the status keeps the method (307, 308).
+            if status in (301, 302, 303, 307, 308) and (method == "GET" or status >= 307):
+                location = redirect_target(self._origin, response.headers.get("location", ""))
+                if location is not None:
+                    target = location
+                    continue
+            break
+        if status >= 300:
+            retry_after = response.headers.get("retry-after", "").strip()
+            raise HTTPStatusError(
+                f"{method} {self.base_url}{path} answered HTTP {status}",
+                status_code=status,
+                body=raw,
+                headers=response.headers,
+                retry_after=float(retry_after) if retry_after.isdigit() else None,
+            )
+        if not raw.strip():
+            return None
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise TaskEventError(f"{method} {path} did not answer JSON ({exc})") from None
+
+    async def _exchange(
+        self, method: str, target: str, headers: dict[str, str], body: bytes
+    ) -> tuple[Response, bytes]:
         # A call on the idle keep-alive connection is sent again, once, only if the
         # server had closed that connection (the usual idle close); never after a
         # read timeout, when the server may be working on it (a POST must not run
@@ -178,23 +208,8 @@ class Client:
                 self._conn = conn  # keep one idle connection (calls may run concurrently)
             else:
                 await conn.aclose()
-            break
-        status = response.status_code
-        if status >= 300:
-            retry_after = response.headers.get("retry-after", "").strip()
-            raise HTTPStatusError(
-                f"{method} {self.base_url}{path} answered HTTP {status}",
-                status_code=status,
-                body=raw,
-                headers=response.headers,
-                retry_after=float(retry_after) if retry_after.isdigit() else None,
-            )
-        if not raw.strip():
-            return None
-        try:
-            return json.loads(raw)
-        except ValueError as exc:
-            raise TaskEventError(f"{method} {path} did not answer JSON ({exc})") from None
+            return response, raw
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def get_task(self, task_id: str) -> TaskSnapshot:
         """``GET /tasks/{id}``: the task's current state."""

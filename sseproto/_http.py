@@ -36,7 +36,7 @@ from ._errors import (
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-__all__ = ["Connection", "Origin", "Response", "parse_url"]
+__all__ = ["Connection", "Origin", "Response", "parse_url", "redirect_target"]
 
 _READ_SIZE = 65536
 
@@ -93,6 +93,18 @@ def parse_url(url: str) -> tuple[Origin, str]:
     if parts.query:
         target += "?" + parts.query
     return Origin(scheme, host, port), target
+
+
+def redirect_target(origin: Origin, location: str) -> str | None:
+    """The request target a redirect's ``Location`` points to on the same origin, or
+    None when it points elsewhere (credentials must never follow it there)."""
+    if location.startswith("/") and not location.startswith("//"):
+        return location
+    try:
+        other, target = parse_url(location)
+    except ValueError:
+        return None
+    return target if other == origin else None
 
 
 @dataclass

@@ -42,7 +42,7 @@ from ._errors import (
     RemoteProtocolError,
     TransportError,
 )
-from ._http import Connection, Origin, parse_url
+from ._http import Connection, parse_url, redirect_target
 from ._parser import EventStreamParser, ServerSentEvent
 from ._version import __version__
 
@@ -288,13 +288,8 @@ class EventStream:
         )
 
     def _same_origin_redirect(self, location: str, status: int) -> str:
-        if location.startswith("/"):
-            return location
-        try:
-            origin, target = parse_url(location)
-        except ValueError:
-            origin, target = Origin("", "", 0), ""
-        if origin != self._origin:
+        target = redirect_target(self._origin, location)
+        if target is None:
             self._done = True
             raise HTTPStatusError(
                 f"{self} redirected to another origin; not followed, so that the "

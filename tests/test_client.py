@@ -213,6 +213,8 @@ class PlainServer:
                     await trio.sleep_forever()
                 status, content_type, body = answer
                 head = [("Content-Type", content_type), ("Content-Length", str(len(body)))]
+                if 300 <= status < 400:  # a redirect's body is its Location
+                    head.append(("Location", body.decode()))
                 response = h11.Response(status_code=status, headers=head)
                 for part in (response, h11.Data(data=body), h11.EndOfMessage()):
                     await stream.send_all(conn.send(part) or b"")
@@ -1537,3 +1539,28 @@ async def test_watch_polling_rides_out_transient_failures(
                 ssl_context=server.ssl_context,
             )
     assert info.value.status_code == 404
+
+
+async def test_json_calls_follow_same_origin_redirects_only(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A same-origin redirect is followed; one to another origin is not, so the
+    Authorization header never reaches another host."""
+    async with plain_server({}) as other:
+        routes: dict[str, Answer] = {
+            "/api/tasks/t-1": (302, "text/plain", b"/api/moved/t-1"),
+            "/api/moved/t-1": json_answer(200, {"id": "t-1", "task_status": "running"}),
+            "/api/tasks/t-2": (307, "text/plain", f"{other.base_url}/tasks/t-2".encode()),
+        }
+        async with plain_server(routes) as server, Client("sk-plain", server.base_url) as c:
+            snapshot = await c.get_task("t-1")
+            with pytest.raises(sseproto.HTTPStatusError) as info:
+                await c.get_task("t-2")
+    assert snapshot.status == "running"
+    assert [target for _, target, _ in server.requests] == [
+        "/api/tasks/t-1",
+        "/api/moved/t-1",
+        "/api/tasks/t-2",
+    ]
+    assert info.value.status_code == 307
+    assert other.requests == []  # the other origin never saw the key
