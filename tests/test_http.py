@@ -281,3 +281,42 @@ def test_parse_url_accepts(
 def test_parse_url_refuses(url: str, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         parse_url(url)
+
+
+@pytest.mark.parametrize(
+    ("framing", "body"),
+    [
+        ("close_delimited", b"data: a\n\ndata: b\n\n"),
+        ("content_length", b"Content-Length: 18\r\n\r\ndata: a\n\ndata: b\n\n"),
+        (
+            "chunked",
+            b"Transfer-Encoding: chunked\r\n\r\n9\r\ndata: a\n\n\r\n9\r\ndata: b\n\n\r\n0\r\n\r\n",
+        ),
+    ],
+)
+async def test_every_body_framing_streams_to_its_end(
+    autojump_clock: trio.testing.MockClock, framing: str, body: bytes
+) -> None:
+    """Close-delimited, Content-Length and chunked bodies all arrive whole, then b""."""
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+    wire = head + (b"Connection: close\r\n\r\n" + body if framing == "close_delimited" else body)
+
+    async def answer(stream: trio.SocketStream) -> None:
+        await stream.receive_some(65536)
+        await stream.send_all(wire)
+        await stream.aclose()
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(partial(trio.serve_tcp, answer, 0, host="127.0.0.1"))
+        port = listeners[0].socket.getsockname()[1]
+        conn = await Connection.connect(
+            Origin("http", "127.0.0.1", port), ssl_context=None, connect_timeout=TIMEOUT
+        )
+        async with conn:
+            response = await conn.request("GET", "/", [], read_timeout=TIMEOUT)
+            received = b""
+            while chunk := await conn.receive_body(read_timeout=TIMEOUT):
+                received += chunk
+        nursery.cancel_scope.cancel()
+    assert response.content_type == "text/event-stream"
+    assert received == b"data: a\n\ndata: b\n\n"
