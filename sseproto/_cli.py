@@ -1,0 +1,426 @@
+"""The command line: ``sseproto demo | watch | run | tail | parse | serve``.
+
+Every subcommand is a thin shell over the library: ``watch`` and ``demo`` call
+:func:`sseproto.watch` (the demo against the embedded test server, over real TLS on
+loopback), ``tail`` is :func:`sseproto.open_event_stream`, ``parse`` the sans-IO
+parser. Progress goes to stderr, results to stdout; ``--json`` writes JSON Lines.
+A user error is one line that says what to do, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import signal
+import ssl
+import sys
+from dataclasses import fields, is_dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TextIO
+
+import trio
+
+from . import tasks as _tasks
+from ._client import Client, watch
+from ._errors import (
+    ConfigurationError,
+    HTTPStatusError,
+    SSEProtoError,
+    TaskCancelled,
+    TaskFailed,
+)
+from ._parser import EventStreamParser, ServerSentEvent
+from ._stream import open_event_stream
+from ._version import __version__
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+__all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # the task failed
+EXIT_USAGE = 2  # argparse's own
+EXIT_CANCELLED = 3  # the task was cancelled
+EXIT_AUTH = 4  # no key, or the server refused it (401/403)
+EXIT_ERROR = 5  # any other error (network, protocol)
+EXIT_INTERRUPTED = 130  # Ctrl-C
+
+
+class _UserError(Exception):
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# -- output ----------------------------------------------------------------------------
+
+
+def to_json(value: Any) -> Any:
+    """A JSON-able view of events, snapshots and results (dataclasses, datetimes)."""
+    if isinstance(value, ServerSentEvent):
+        return {"event": value.event, "data": value.data, "id": value.id}
+    if is_dataclass(value) and not isinstance(value, type):
+        out: dict[str, Any] = {"type": type(value).__name__}
+        for f in fields(value):
+            if f.name in ("sse", "raw"):
+                continue
+            out[f.name] = to_json(getattr(value, f.name))
+        return out
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {str(k): to_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_json(v) for v in value]
+    if isinstance(value, BaseException):
+        return {"type": type(value).__name__, "message": str(value)}
+    return value
+
+
+def _print_json(value: Any, out: TextIO = sys.stdout) -> None:
+    print(json.dumps(to_json(value), ensure_ascii=False), file=out, flush=True)
+
+
+class _Display:
+    """A live progress display on stderr (rich when installed, plain lines otherwise)."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        try:
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+        except ImportError:  # the cli extra is not installed: plain lines
+            self._progress: Any = None
+            return
+        self._progress = Progress(
+            TextColumn("[bold]{task.fields[label]}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TextColumn("{task.fields[detail]}"),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            transient=False,
+        )
+        self._task = self._progress.add_task("", total=1.0, label=label, detail="connecting")
+
+    def __enter__(self) -> _Display:
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def update(self, item: Any) -> None:
+        detail, done = _describe(item)
+        if self._progress is None:
+            print(f"{self.label}: {detail}", file=sys.stderr, flush=True)
+            return
+        if done is None:
+            self._progress.update(self._task, detail=detail)
+        else:
+            self._progress.update(self._task, detail=detail, completed=done)
+
+
+def _describe(item: Any) -> tuple[str, float | None]:
+    """One line about an event or snapshot, and the progress it implies (0..1)."""
+    if isinstance(item, _tasks.Progress):
+        parts = []
+        if item.step_total:
+            parts.append(f"step {item.step_current or 0}/{item.step_total}")
+        if item.current_node:
+            parts.append(f"node {item.current_node}")
+        if item.stage:
+            parts.append(item.stage)
+        if item.message:
+            parts.append(item.message)
+        return " · ".join(parts) or "running", item.progress
+    if isinstance(item, _tasks.StatusChanged):
+        return str(item.status), None
+    if isinstance(item, _tasks.TaskSnapshot):
+        return f"{item.status} (polled)", 1.0 if item.is_terminal else None
+    if isinstance(item, _tasks.Completed):
+        return "completed", 1.0
+    if isinstance(item, _tasks.Failed):
+        return f"failed: {item.error}", None
+    if isinstance(item, _tasks.Cancelled):
+        return "cancelled", None
+    if isinstance(item, _tasks.StreamError):
+        return f"server error: {item.message}", None
+    return type(item).__name__, None
+
+
+# -- subcommands -----------------------------------------------------------------------
+
+
+def _ssl_context(args: argparse.Namespace) -> ssl.SSLContext | None:
+    cacert = getattr(args, "cacert", None)
+    return ssl.create_default_context(cafile=cacert) if cacert else None
+
+
+async def _watch_one(
+    task_id: str,
+    *,
+    as_json: bool,
+    poll_interval: float,
+    label: str | None = None,
+    **client: Any,
+) -> int:
+    def on_event(item: Any) -> None:
+        if as_json:
+            _print_json(item)
+        else:
+            display.update(item)
+
+    with _Display(label or f"task {task_id}") as display:
+        try:
+            result = await watch(task_id, on_event=on_event, poll_interval=poll_interval, **client)
+        except TaskFailed as exc:
+            print(f"task {task_id} failed: {exc.error or 'no reason given'}", file=sys.stderr)
+            return EXIT_FAILED
+        except TaskCancelled:
+            print(f"task {task_id} was cancelled", file=sys.stderr)
+            return EXIT_CANCELLED
+    if as_json:
+        _print_json(result)
+    else:
+        for url in result.artifact_urls():
+            print(url)
+        if not result.artifact_urls():
+            print(json.dumps(to_json(result.output), ensure_ascii=False))
+    return EXIT_OK
+
+
+def _client_args(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "base_url": args.base_url,
+        "team_id": args.team_id,
+        "ssl_context": _ssl_context(args),
+    }
+
+
+async def cmd_watch(args: argparse.Namespace) -> int:
+    client = _client_args(args)
+    try:
+        with trio.fail_after(args.timeout) if args.timeout else contextlib.nullcontext():
+            return await _watch_one(
+                args.task_id, as_json=args.json, poll_interval=args.poll_interval, **client
+            )
+    except trio.TooSlowError:
+        raise _UserError(f"gave up after --timeout {args.timeout} s", EXIT_ERROR) from None
+    except KeyboardInterrupt:
+        if args.cancel_on_interrupt:
+            with trio.CancelScope(shield=True), trio.move_on_after(10):
+                async with Client(**client) as c:
+                    await c.cancel_task(args.task_id)
+                print(f"cancelled task {args.task_id} on the server", file=sys.stderr)
+        raise
+
+
+async def cmd_run(args: argparse.Namespace) -> int:
+    parameters: dict[str, Any] = {}
+    for item in args.param or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise _UserError(f"-p takes key=value, not {item!r}", EXIT_USAGE)
+        try:
+            parameters[key] = json.loads(value)
+        except ValueError:
+            parameters[key] = value  # a plain string
+    client = _client_args(args)
+    async with Client(**client) as c:
+        task_id = await c.run_workflow(args.workflow, parameters)
+    print(json.dumps({"task_id": task_id}) if args.json else task_id, flush=True)
+    if not args.watch:
+        return EXIT_OK
+    return await _watch_one(task_id, as_json=args.json, poll_interval=args.poll_interval, **client)
+
+
+async def cmd_tail(args: argparse.Namespace) -> int:
+    headers: dict[str, str] = {}
+    for header in args.header or []:
+        name, sep, value = header.partition(":")
+        if not sep or not name.strip():
+            raise _UserError(f"-H takes 'Name: value', not {header!r}", EXIT_USAGE)
+        headers[name.strip()] = value.strip()
+    async with open_event_stream(
+        args.url,
+        headers=headers,
+        ssl_context=_ssl_context(args),
+        last_event_id=args.last_event_id or "",
+    ) as stream:
+        async for event in stream:
+            _print_json(event)
+    return EXIT_OK
+
+
+def cmd_parse(args: argparse.Namespace) -> int:
+    source = sys.stdin.buffer if args.file in (None, "-") else open(args.file, "rb")  # noqa: SIM115
+    parser: EventStreamParser[Any] = EventStreamParser(comments=args.comments)
+    try:
+        while chunk := source.read(65536):
+            for item in parser.feed(chunk):
+                _print_json(item if isinstance(item, ServerSentEvent) else {"comment": item.text})
+    finally:
+        if source is not sys.stdin.buffer:
+            source.close()
+    if parser.close():
+        print("warning: the stream ended in the middle of an event", file=sys.stderr)
+    return EXIT_OK
+
+
+async def cmd_serve(args: argparse.Namespace) -> int:  # runs until Ctrl-C
+    from .testing import serve
+
+    async with serve(token=args.token, port=args.port) as server:
+        print(f"base URL: {server.base_url}", flush=True)
+        print(f"token:    {server.token}", flush=True)
+        print(f"CA file:  {server.ca_path}  (export SSL_CERT_FILE=... to trust it)", flush=True)
+        await trio.sleep_forever()
+    raise AssertionError("unreachable")  # sleep_forever only ends by an exception
+
+
+async def cmd_demo(args: argparse.Namespace) -> int:
+    """Two simulated tasks over the embedded server, watched the way a real one is."""
+    from .testing import Fault, Task, comfyui_timeline, nerfstudio_timeline, serve
+
+    interval = args.interval
+    tasks = {
+        "demo-comfyui": Task(
+            steps=comfyui_timeline(steps=6, interval=interval),
+            faults=[Fault("drop_mid_event", after=4)],  # the stream drops once: resumed
+            retry=int(interval * 1000),
+            heartbeat=interval / 2,
+        ),
+        "demo-nerfstudio": Task(
+            steps=nerfstudio_timeline(interval=interval), workflow_id="wf-nerfstudio-demo"
+        ),
+    }
+    async with serve(tasks) as server:
+        print(f"demo server on {server.base_url} (TLS, a private CA)", file=sys.stderr)
+        for task_id in tasks:
+            code = await _watch_one(
+                task_id,
+                as_json=args.json,
+                poll_interval=1.0,
+                api_key=server.token,
+                base_url=server.base_url,
+                ssl_context=server.ssl_context,
+            )
+            if code != EXIT_OK:
+                return code
+            resumed = [r for r in server.requests if r.path.endswith(f"/tasks/{task_id}/events")]
+            if len(resumed) > 1 and not args.json:
+                print(
+                    f"  ({task_id}: the stream dropped and was resumed with Last-Event-ID "
+                    f"{resumed[-1].headers.get('last-event-id')})",
+                    file=sys.stderr,
+                )
+    return EXIT_OK
+
+
+# -- entry point -----------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="sseproto",
+        description="Server-Sent Events and the Cyberun task API, from the command line.",
+    )
+    ap.add_argument("--version", action="version", version=f"sseproto {__version__}")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+
+    def api_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--base-url", default=None, help="default: $CYBERUN_BASE_URL")
+        p.add_argument("--team-id", default=None, help="default: $CYBERUN_TEAM_ID")
+        p.add_argument("--cacert", default=None, help="a PEM CA file to trust")
+        p.add_argument("--json", action="store_true", help="JSON Lines on stdout")
+        p.add_argument("--poll-interval", type=float, default=3.0, metavar="S")
+
+    p = sub.add_parser("demo", help="watch two simulated tasks on an embedded server")
+    p.add_argument("--json", action="store_true", help="JSON Lines on stdout")
+    p.add_argument("--interval", type=float, default=0.25, metavar="S", help="between steps")
+
+    p = sub.add_parser("watch", help="follow a task to its end (key: $CYBERUN_API_KEY)")
+    p.add_argument("task_id")
+    api_options(p)
+    p.add_argument("--timeout", type=float, default=None, metavar="S")
+    p.add_argument("--cancel-on-interrupt", action="store_true")
+
+    p = sub.add_parser("run", help="start a task from a workflow (id, slug or slug@version)")
+    p.add_argument("workflow")
+    p.add_argument("-p", "--param", action="append", metavar="KEY=VALUE")
+    p.add_argument("--watch", action="store_true", help="then follow it")
+    api_options(p)
+
+    p = sub.add_parser("tail", help="any SSE endpoint, events as JSON Lines, reconnecting")
+    p.add_argument("url")
+    p.add_argument("-H", "--header", action="append", metavar="'Name: value'")
+    p.add_argument("--last-event-id", default=None)
+    p.add_argument("--cacert", default=None, help="a PEM CA file to trust")
+
+    p = sub.add_parser("parse", help="a captured stream (file or -) to JSON Lines")
+    p.add_argument("file", nargs="?", default="-")
+    p.add_argument("--comments", action="store_true", help="include comments")
+
+    p = sub.add_parser("serve", help="run the embedded test server in the foreground")
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--token", default=None)
+    return ap
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    """The one exception inside nested single-member groups (trio's nurseries wrap)."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    command = args.command or "demo"
+    if command == "demo" and args.command is None:
+        args = build_parser().parse_args(["demo"])
+    try:
+        try:
+            if command == "parse":
+                return cmd_parse(args)
+            handler = {
+                "demo": cmd_demo,
+                "watch": cmd_watch,
+                "run": cmd_run,
+                "tail": cmd_tail,
+                "serve": cmd_serve,
+            }[command]
+            return trio.run(handler, args)
+        except BaseExceptionGroup as group:
+            raise _unwrap(group) from None
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except _UserError as exc:
+        print(f"sseproto: {exc}", file=sys.stderr)
+        return exc.code
+    except ConfigurationError as exc:
+        print(f"sseproto: {exc}", file=sys.stderr)
+        return EXIT_AUTH
+    except HTTPStatusError as exc:
+        print(f"sseproto: {exc}", file=sys.stderr)
+        return EXIT_AUTH if exc.status_code in (401, 403) else EXIT_ERROR
+    except (SSEProtoError, ValueError, OSError) as exc:
+        print(f"sseproto: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def run() -> None:
+    """The console script's entry point."""
+    if hasattr(signal, "SIGPIPE"):  # `sseproto parse big | head` ends quietly
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    sys.exit(main())
