@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import signal
 import ssl
@@ -325,6 +326,70 @@ async def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def cmd_bench(args: argparse.Namespace) -> int:
+    """Measure an SSE endpoint as a user sees it (or the whole stack, with no URL)."""
+    headers: dict[str, str] = {}
+    for header in args.header or []:
+        name, sep, value = header.partition(":")
+        if not sep or not name.strip():
+            raise _UserError(f"-H takes 'Name: value', not {header!r}", EXIT_USAGE)
+        headers[name.strip()] = value.strip()
+    if args.url:
+        report = await _measure(args.url, headers, _ssl_context(args), args.duration)
+    else:
+        from .testing import Task, progress, serve
+
+        steps = [progress(i / args.events, step_current=i) for i in range(1, args.events + 1)]
+        async with serve({"bench": Task(steps=steps)}) as server:
+            headers["Authorization"] = f"Bearer {server.token}"
+            url = f"{server.base_url}/tasks/bench/events"
+            report = await _measure(url, headers, server.ssl_context, args.duration, args.events)
+    if args.json:
+        print(json.dumps(report), flush=True)
+    else:
+        width = max(map(len, report))
+        for key, value in report.items():
+            shown = f"{value:,.3f}" if isinstance(value, float) else str(value)
+            print(f"{key:<{width}}  {shown}")
+    return EXIT_OK
+
+
+async def _measure(
+    url: str,
+    headers: dict[str, str],
+    context: ssl.SSLContext | None,
+    duration: float,
+    limit: int | None = None,
+) -> dict[str, Any]:
+    """Read events for ``duration`` seconds (or ``limit`` events): rates and gaps."""
+    arrivals: list[float] = []
+    size = 0
+    start = trio.current_time()
+    with trio.move_on_after(duration):
+        async with open_event_stream(url, headers=headers, ssl_context=context) as stream:
+            async for event in stream:
+                arrivals.append(trio.current_time())
+                size += len(event.data.encode())
+                if limit is not None and len(arrivals) >= limit:
+                    break
+    elapsed = (arrivals[-1] if arrivals else trio.current_time()) - start
+    gaps = sorted(b - a for a, b in itertools.pairwise(arrivals))
+
+    def percentile(q: float) -> float:
+        return gaps[min(len(gaps) - 1, int(q * len(gaps)))] * 1000 if gaps else 0.0
+
+    return {
+        "events": len(arrivals),
+        "seconds": elapsed,
+        "events_per_s": len(arrivals) / elapsed if elapsed > 0 else 0.0,
+        "data_mb_per_s": size / 1e6 / elapsed if elapsed > 0 else 0.0,
+        "first_event_ms": (arrivals[0] - start) * 1000 if arrivals else 0.0,
+        "gap_p50_ms": percentile(0.50),
+        "gap_p90_ms": percentile(0.90),
+        "gap_p99_ms": percentile(0.99),
+    }
+
+
 # -- entry point -----------------------------------------------------------------------
 
 
@@ -369,6 +434,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", nargs="?", default="-")
     p.add_argument("--comments", action="store_true", help="include comments")
 
+    p = sub.add_parser("bench", help="measure an SSE endpoint (no URL: the whole stack)")
+    p.add_argument("url", nargs="?", default=None)
+    p.add_argument("-H", "--header", action="append", metavar="'Name: value'")
+    p.add_argument("--duration", type=float, default=10.0, metavar="S")
+    p.add_argument("--events", type=int, default=20000, help="events (embedded server)")
+    p.add_argument("--cacert", default=None, help="a PEM CA file to trust")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+
     p = sub.add_parser("serve", help="run the embedded test server in the foreground")
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--token", default=None)
@@ -397,6 +470,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "watch": cmd_watch,
                 "run": cmd_run,
                 "tail": cmd_tail,
+                "bench": cmd_bench,
                 "serve": cmd_serve,
             }[command]
             return trio.run(handler, args)

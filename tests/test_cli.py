@@ -176,3 +176,20 @@ def test_every_subcommand_has_help() -> None:
         assert done.returncode == 0
         assert command in done.stdout.decode()
     assert run_cli("--version").stdout.decode().strip() == f"sseproto {sseproto.__version__}"
+
+
+def test_bench_the_whole_stack_and_an_endpoint(served: dict[str, str]) -> None:
+    done = run_cli("bench", "--events", "300", "--json")
+    assert done.returncode == EXIT_OK, done.stderr.decode()
+    report = json.loads(done.stdout)
+    assert report["events"] == 300
+    assert report["events_per_s"] > 0
+    assert 0 <= report["gap_p50_ms"] <= report["gap_p90_ms"] <= report["gap_p99_ms"]
+
+    url = served["base URL"] + "/tasks/t-9/events"
+    auth = f"Authorization: Bearer {served['token']}"
+    done = run_cli("bench", url, "-H", auth, "--cacert", served["CA file"], "--duration", "2")
+    assert done.returncode == EXIT_OK, done.stderr.decode()
+    table = dict(line.split(None, 1) for line in done.stdout.decode().splitlines())
+    assert 1 <= int(table["events"]) <= 8  # the default timeline, cut at --duration
+    assert set(table) >= {"events_per_s", "data_mb_per_s", "first_event_ms", "gap_p99_ms"}

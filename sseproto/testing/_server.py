@@ -420,8 +420,8 @@ class TestServer:
         start = max(0, start - script.replay) if start else 0
         sent = 0
         index = start
+        timeline = state.timeline()  # computed again only when the task changes
         while True:
-            timeline = state.timeline()
             if index >= len(timeline):
                 break  # the timeline ended (it always ends with a terminal step)
             at, step = timeline[index]
@@ -435,7 +435,8 @@ class TestServer:
                     await writer.write(encode_event(json.dumps(message), event="error"))
                     break
             if not await writer.wait_until(state, at):
-                continue  # the timeline changed (cancelled): look again
+                timeline = state.timeline()  # the task changed (cancelled): look again
+                continue
             wire = encode_event(
                 _step_json(state.id, step, at, script.multiline_data),
                 event=step.event,
