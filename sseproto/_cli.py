@@ -243,13 +243,19 @@ async def cmd_run(args: argparse.Namespace) -> int:
     return await _watch_one(task_id, as_json=args.json, poll_interval=args.poll_interval, **client)
 
 
-async def cmd_tail(args: argparse.Namespace) -> int:
+def _headers(options: list[str] | None) -> dict[str, str]:
+    """The -H 'Name: value' options as a dict."""
     headers: dict[str, str] = {}
-    for header in args.header or []:
+    for header in options or []:
         name, sep, value = header.partition(":")
         if not sep or not name.strip():
             raise _UserError(f"-H takes 'Name: value', not {header!r}", EXIT_USAGE)
         headers[name.strip()] = value.strip()
+    return headers
+
+
+async def cmd_tail(args: argparse.Namespace) -> int:
+    headers = _headers(args.header)
     async with open_event_stream(
         args.url,
         headers=headers,
@@ -328,12 +334,7 @@ async def cmd_demo(args: argparse.Namespace) -> int:
 
 async def cmd_bench(args: argparse.Namespace) -> int:
     """Measure an SSE endpoint as a user sees it (or the whole stack, with no URL)."""
-    headers: dict[str, str] = {}
-    for header in args.header or []:
-        name, sep, value = header.partition(":")
-        if not sep or not name.strip():
-            raise _UserError(f"-H takes 'Name: value', not {header!r}", EXIT_USAGE)
-        headers[name.strip()] = value.strip()
+    headers = _headers(args.header)
     if args.url:
         report = await _measure(args.url, headers, _ssl_context(args), args.duration)
     else:
