@@ -14,6 +14,7 @@ from ._errors import (
     ConfigurationError,
     ConnectError,
     ConnectTimeout,
+    ContentTypeError,
     EventStreamError,
     HTTPStatusError,
     ReadTimeout,
@@ -29,7 +30,7 @@ from ._errors import (
     WebhookSignatureError,
 )
 from ._parser import Comment, EventStreamParser, ServerSentEvent
-from ._stream import ContentTypeError, EventStream, open_event_stream
+from ._stream import EventStream, open_event_stream
 from ._version import __version__
 from .tasks import (
     Cancelled,

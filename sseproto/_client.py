@@ -28,6 +28,7 @@ import trio
 
 from ._errors import (
     ConfigurationError,
+    ContentTypeError,
     HTTPStatusError,
     ReconnectError,
     RemoteProtocolError,
@@ -37,8 +38,8 @@ from ._errors import (
     TaskFailed,
     TransportError,
 )
-from ._http import Connection, Response, parse_url, redirect_target
-from ._stream import MAX_REDIRECTS, USER_AGENT, ContentTypeError, open_event_stream
+from ._http import Connection, Response, parse_retry_after, parse_url, redirect_target
+from ._stream import MAX_REDIRECTS, USER_AGENT, open_event_stream
 from .tasks import (
     Cancelled,
     Completed,
@@ -158,13 +159,12 @@ class Client:
                     continue
             break
         if status >= 300:
-            retry_after = response.headers.get("retry-after", "").strip()
             raise HTTPStatusError(
                 f"{method} {self.base_url}{path} answered HTTP {status}",
                 status_code=status,
                 body=raw,
                 headers=response.headers,
-                retry_after=float(retry_after) if retry_after.isdigit() else None,
+                retry_after=parse_retry_after(response.headers.get("retry-after")),
             )
         if not raw.strip():
             return None

@@ -18,6 +18,7 @@ __all__ = [
     "ConfigurationError",
     "ConnectError",
     "ConnectTimeout",
+    "ContentTypeError",
     "EventStreamError",
     "HTTPStatusError",
     "ReadTimeout",
@@ -135,6 +136,10 @@ class HTTPStatusError(TransportError):
         self.body = body
         self.headers = headers or {}
         self.retry_after = retry_after
+
+
+class ContentTypeError(HTTPStatusError):
+    """The server answered 200 with a body that is not ``text/event-stream``."""
 
 
 class ReconnectError(TransportError):

@@ -36,7 +36,7 @@ from ._errors import (
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-__all__ = ["Connection", "Origin", "Response", "parse_url", "redirect_target"]
+__all__ = ["Connection", "Origin", "Response", "parse_retry_after", "parse_url", "redirect_target"]
 
 _READ_SIZE = 65536
 
@@ -105,6 +105,16 @@ def redirect_target(origin: Origin, location: str) -> str | None:
     except ValueError:
         return None
     return target if other == origin else None
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """A ``Retry-After`` in seconds, or None (absent, or an HTTP date)."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit() and len(value) <= 9:
+        return float(value)
+    return None  # an HTTP date: not worth a clock here; the backoff applies
 
 
 @dataclass

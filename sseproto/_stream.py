@@ -37,12 +37,13 @@ import trio
 
 from ._errors import (
     CertificateError,
+    ContentTypeError,
     HTTPStatusError,
     ReconnectError,
     RemoteProtocolError,
     TransportError,
 )
-from ._http import Connection, parse_url, redirect_target
+from ._http import Connection, parse_retry_after, parse_url, redirect_target
 from ._parser import EventStreamParser, ServerSentEvent
 from ._version import __version__
 
@@ -59,10 +60,6 @@ REDIRECTS = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 5
 _SEEN_IDS = 1024  # how many recent events are remembered to drop replays
 USER_AGENT = f"sseproto/{__version__}"
-
-
-class ContentTypeError(HTTPStatusError):
-    """The server answered 200 with a body that is not ``text/event-stream``."""
 
 
 class EventStream:
@@ -261,7 +258,7 @@ class EventStream:
                 "status_code": status,
                 "body": body,
                 "headers": response.headers,
-                "retry_after": _retry_after(response.headers.get("retry-after")),
+                "retry_after": parse_retry_after(response.headers.get("retry-after")),
             }
             if status == 204:
                 self._done = True  # the server says: stop reconnecting
@@ -319,15 +316,6 @@ class EventStream:
         conn, self._conn = self._conn, None
         if conn is not None:
             await conn.aclose()
-
-
-def _retry_after(value: str | None) -> float | None:
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isascii() and value.isdigit() and len(value) <= 9:
-        return float(value)
-    return None  # an HTTP date: not worth a clock here; the backoff applies
 
 
 @asynccontextmanager
