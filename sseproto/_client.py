@@ -21,12 +21,13 @@ import logging
 import os
 import uuid
 from contextlib import aclosing
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, urlencode
 
 import trio
 
 from ._errors import (
+    CertificateError,
     ConfigurationError,
     ContentTypeError,
     HTTPStatusError,
@@ -38,7 +39,14 @@ from ._errors import (
     TaskFailed,
     TransportError,
 )
-from ._http import Connection, Response, parse_retry_after, parse_url, redirect_target
+from ._http import (
+    Connection,
+    Response,
+    parse_retry_after,
+    parse_url,
+    redirect_target,
+    refused,
+)
 from ._stream import MAX_REDIRECTS, USER_AGENT, open_event_stream
 from .tasks import (
     Cancelled,
@@ -59,6 +67,8 @@ if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Awaitable, Callable
 
 __all__ = ["DEFAULT_BASE_URL", "Client", "watch"]
+
+T = TypeVar("T")
 
 DEFAULT_BASE_URL = "https://core.cyberun.cloud/api/v1/r"
 log = logging.getLogger("sseproto")
@@ -160,7 +170,7 @@ class Client:
             break
         if status >= 300:
             raise HTTPStatusError(
-                f"{method} {self.base_url}{path} answered HTTP {status}",
+                refused(f"{method} {self.base_url}{path}", status, response.reason),
                 status_code=status,
                 body=raw,
                 headers=response.headers,
@@ -309,23 +319,34 @@ MAX_POLL_FAILURES = 10
 _TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
 
-async def _poll(client: Client, task_id: str, on_event: Any, interval: float) -> TaskSnapshot:
+def _transient(exc: HTTPStatusError | TransportError) -> bool:
+    """Worth another try: network trouble (not a bad certificate), 408, 429 and 5xx."""
+    if isinstance(exc, HTTPStatusError):
+        return exc.status_code in _TRANSIENT_STATUSES
+    return not isinstance(exc, CertificateError)
+
+
+async def _retrying(call: Callable[[], Awaitable[T]], what: str, interval: float) -> T:
+    """``call()``, tried again after transient failures, MAX_POLL_FAILURES in a row at most."""
     failures = 0
     while True:
         try:
-            snapshot = await client.get_task(task_id)
-        except (HTTPStatusError, TransportError) as exc:
-            transient = not isinstance(exc, HTTPStatusError) or (
-                exc.status_code in _TRANSIENT_STATUSES
-            )
+            return await call()
+        except (HTTPStatusError, TransportError) as exc:  # noqa: PERF203 (a network call)
             failures += 1
-            if not transient or failures >= MAX_POLL_FAILURES:
+            if not _transient(exc) or failures >= MAX_POLL_FAILURES:
                 raise
             retry_after = exc.retry_after if isinstance(exc, HTTPStatusError) else None
-            log.info("task %s: polling failed (%s); trying again", task_id, exc)
-            await trio.sleep(max(interval, retry_after or 0.0))
-            continue
-        failures = 0
+            wait = max(interval, retry_after or 0.0)
+            log.info("%s failed (%s); trying again in %.1f s", what, exc, wait)
+            await trio.sleep(wait)
+
+
+async def _poll(client: Client, task_id: str, on_event: Any, interval: float) -> TaskSnapshot:
+    while True:
+        snapshot = await _retrying(
+            lambda: client.get_task(task_id), f"polling task {task_id}", interval
+        )
         await _emit(on_event, snapshot)
         if snapshot.is_terminal:
             return snapshot
@@ -395,13 +416,18 @@ async def watch(
             log.info("task %s: the events endpoint answered %s; polling", task_id, exc.status_code)
         if final is None:
             final = await _poll(client, task_id, on_event, poll_interval)
-        return await _finish(client, task_id, final)
+        _raise_unless_completed(task_id, final)
+        return await _retrying(
+            lambda: client.get_result(task_id),
+            f"fetching the result of task {task_id}",
+            poll_interval,
+        )
 
 
 _TERMINAL = ("completed", "failed", "cancelled")
 
 
-async def _finish(client: Client, task_id: str, final: TaskEvent | TaskSnapshot) -> TaskResult:
+def _raise_unless_completed(task_id: str, final: TaskEvent | TaskSnapshot) -> None:
     if isinstance(final, Failed) or (
         isinstance(final, TaskSnapshot) and final.status == TaskStatus.FAILED
     ):
@@ -417,4 +443,3 @@ async def _finish(client: Client, task_id: str, final: TaskEvent | TaskSnapshot)
     ):
         raise TaskCancelled(f"task {task_id} was cancelled", task_id=task_id, snapshot=final)
     assert isinstance(final, (Completed, TaskSnapshot))
-    return await client.get_result(task_id)

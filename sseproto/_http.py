@@ -17,13 +17,19 @@ refused for any host that is not loopback.
 from __future__ import annotations
 
 import ipaddress
+import os
 import ssl
+import sys
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import h11
 import trio
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
 
 from ._errors import (
     CertificateError,
@@ -346,9 +352,22 @@ def _remote_message(origin: Origin, exc: h11.RemoteProtocolError) -> str:
 def _reason(exc: BaseException) -> str:
     cause = exc.__cause__ or exc.__context__
     text = str(exc) or type(exc).__name__
+    if isinstance(cause, BaseExceptionGroup):  # trio's happy eyeballs: one per address
+        leaves = [
+            os.strerror(e.errno) if isinstance(e, OSError) and e.errno else str(e)
+            for e in _leaves(cause)
+        ]
+        return "; ".join(dict.fromkeys(leaves))  # "Connection refused"
     if cause is not None and str(cause) and str(cause) not in text:
         text += f" ({cause})"
     return text
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out += _leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc]
+    return out
 
 
 def _connect_message(origin: Origin, exc: BaseException) -> str:
@@ -361,3 +380,18 @@ def _connect_message(origin: Origin, exc: BaseException) -> str:
     if isinstance(cause, ssl.SSLError):
         return f"the TLS handshake with {origin} failed: {cause}"
     return f"could not connect to {origin}: {_reason(exc)}"
+
+
+def reason_phrase(status: int, reason: str = "") -> str:
+    """The reason phrase the server sent, or the standard one (HTTP/2 proxies send none)."""
+    if reason:
+        return reason
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+def refused(what: str, status: int, reason: str = "") -> str:
+    """``GET https://… answered HTTP 404 Not Found``."""
+    return f"{what} answered HTTP {status} {reason_phrase(status, reason)}".rstrip()

@@ -28,6 +28,7 @@ or, with no connection, (re)connects first:
 
 from __future__ import annotations
 
+import logging
 import random
 from collections import deque
 from contextlib import asynccontextmanager
@@ -43,13 +44,15 @@ from ._errors import (
     RemoteProtocolError,
     TransportError,
 )
-from ._http import Connection, parse_retry_after, parse_url, redirect_target
+from ._http import Connection, parse_retry_after, parse_url, redirect_target, refused
 from ._parser import EventStreamParser, ServerSentEvent
 from ._version import __version__
 
 if TYPE_CHECKING:
     import ssl
     from collections.abc import AsyncIterator, Callable, Mapping
+
+log = logging.getLogger("sseproto")
 
 __all__ = ["EventStream", "open_event_stream"]
 
@@ -115,6 +118,9 @@ class EventStream:
 
     def __repr__(self) -> str:
         return f"<sseproto EventStream {self._origin}{self._target.split('?')[0]}>"
+
+    def __str__(self) -> str:  # for messages: "GET https://host/path answered ..."
+        return f"GET {self._origin}{self._target.split('?')[0]}"
 
     def __aiter__(self) -> EventStream:
         return self
@@ -184,6 +190,13 @@ class EventStream:
             self._failed(error or ended, None, backoff=error is not None)
             return
         self._reconnect_at = trio.current_time() + self._base_delay()
+        log.info(
+            "%s %s; resuming in %.1f s with Last-Event-ID %r",
+            self,
+            error or "ended",
+            self._base_delay(),
+            self.last_event_id,
+        )
 
     # -- connecting ----------------------------------------------------------------
 
@@ -210,7 +223,9 @@ class EventStream:
             delay = base
         else:  # exponential backoff with full jitter, capped
             delay = self._rng.uniform(0, min(self._max_backoff, base * 2 ** (self._failures - 1)))
-        self._reconnect_at = trio.current_time() + max(delay, retry_after or 0.0)
+        wait = max(delay, retry_after or 0.0)
+        self._reconnect_at = trio.current_time() + wait
+        log.info("%s; trying again in %.1f s (attempt %d)", error, wait, self._failures + 1)
 
     async def _connect(self) -> None:
         # An absolute time: a pull cancelled during the wait resumes it, not restarts.
@@ -271,7 +286,7 @@ class EventStream:
                     **error_args,  # type: ignore[arg-type]
                 )
             error = HTTPStatusError(
-                f"{self} answered HTTP {status} {response.reason}".rstrip(),
+                refused(str(self), status, response.reason),
                 **error_args,  # type: ignore[arg-type]
             )
             if status in RETRYABLE:

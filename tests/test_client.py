@@ -1541,6 +1541,48 @@ async def test_watch_polling_rides_out_transient_failures(
     assert info.value.status_code == 404
 
 
+async def test_watch_fetches_the_result_through_transient_failures(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A completed task's result is not lost to one refused connection or a 503 at the
+    end (seen with 10,000 watchers on one server); a bad certificate is not retried."""
+    real_get_result = Client.get_result
+    failures: list[Exception] = [
+        sseproto.ConnectTimeout("simulated: the server is busy"),
+        sseproto.HTTPStatusError("simulated 503", status_code=503, retry_after=5.0),
+    ]
+    asked: list[float] = []
+
+    async def flaky_get_result(self: Client, task_id: str) -> TaskResult:
+        asked.append(trio.current_time())
+        if failures:
+            raise failures.pop(0)
+        return await real_get_result(self, task_id)
+
+    monkeypatch.setattr(Client, "get_result", flaky_get_result)
+    async with serve() as server:
+        result = await watch(
+            "t-1",
+            api_key=server.token,
+            base_url=server.base_url,
+            ssl_context=server.ssl_context,
+            poll_interval=1.0,
+        )
+    check_default_result(result)
+    assert [round(b - a, 3) for a, b in zip(asked, asked[1:])] == [1.0, 5.0]
+
+    failures[:] = [sseproto.CertificateError("simulated: certificate changed")] * 2
+    async with serve() as server:
+        with pytest.raises(sseproto.CertificateError):
+            await watch(
+                "t-1",
+                api_key=server.token,
+                base_url=server.base_url,
+                ssl_context=server.ssl_context,
+            )
+    assert len(failures) == 1  # asked once, not retried
+
+
 async def test_json_calls_follow_same_origin_redirects_only(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
