@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import itertools
 import json
+import logging
 import signal
 import ssl
 import sys
@@ -90,13 +91,15 @@ def _print_json(value: Any, out: TextIO = sys.stdout) -> None:
 class _Display:
     """A live progress display on stderr (rich when installed, plain lines otherwise)."""
 
-    def __init__(self, label: str) -> None:
+    def __init__(self, label: str, *, enabled: bool = True) -> None:
         self.label = label
+        self._progress: Any = None
+        if not enabled:  # --json: stdout carries the events, stderr stays quiet
+            return
         try:
             from rich.console import Console
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
         except ImportError:  # the cli extra is not installed: plain lines
-            self._progress: Any = None
             return
         self._progress = Progress(
             TextColumn("[bold]{task.fields[label]}"),
@@ -112,10 +115,12 @@ class _Display:
     def __enter__(self) -> _Display:
         if self._progress is not None:
             self._progress.start()
+            _LogLines.console = self._progress.console  # log lines print above the bar
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self._progress is not None:
+            _LogLines.console = None
             self._progress.stop()
 
     def update(self, item: Any) -> None:
@@ -127,6 +132,19 @@ class _Display:
             self._progress.update(self._task, detail=detail)
         else:
             self._progress.update(self._task, detail=detail, completed=done)
+
+
+class _LogLines(logging.Handler):
+    """The library's log (reconnects, polling) as lines on stderr, above any progress bar."""
+
+    console: Any = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        line = f"  {record.getMessage()}"
+        if _LogLines.console is not None:
+            _LogLines.console.print(line, style="dim", markup=False, highlight=False)
+        else:
+            print(line, file=sys.stderr, flush=True)
 
 
 def _describe(item: Any) -> tuple[str, float | None]:
@@ -179,7 +197,7 @@ async def _watch_one(
         else:
             display.update(item)
 
-    with _Display(label or f"task {task_id}") as display:
+    with _Display(label or f"task {task_id}", enabled=not as_json) as display:
         try:
             result = await watch(task_id, on_event=on_event, poll_interval=poll_interval, **client)
         except TaskFailed as exc:
@@ -215,13 +233,32 @@ async def cmd_watch(args: argparse.Namespace) -> int:
             )
     except trio.TooSlowError:
         raise _UserError(f"gave up after --timeout {args.timeout} s", EXIT_ERROR) from None
-    except KeyboardInterrupt:
-        if args.cancel_on_interrupt:
-            with trio.CancelScope(shield=True), trio.move_on_after(10):
-                async with Client(**client) as c:
-                    await c.cancel_task(args.task_id)
-                print(f"cancelled task {args.task_id} on the server", file=sys.stderr)
+    except BaseException as exc:  # Ctrl-C arrives as KeyboardInterrupt, maybe in a group
+        if args.cancel_on_interrupt and _is_interrupt(exc):
+            await _cancel_on_server(args.task_id, client)
         raise
+
+
+def _is_interrupt(exc: BaseException) -> bool:
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.split(KeyboardInterrupt)[0] is not None
+    return isinstance(exc, KeyboardInterrupt)
+
+
+async def _cancel_on_server(task_id: str, client: dict[str, Any]) -> None:
+    """``--cancel-on-interrupt``: ask the server to cancel, shielded, for 10 s at most."""
+    with trio.CancelScope(shield=True) as scope:
+        scope.deadline = trio.current_time() + 10
+        try:
+            async with Client(**client) as c:
+                await c.cancel_task(task_id)
+        except SSEProtoError as exc:
+            print(f"could not cancel task {task_id} on the server: {exc}", file=sys.stderr)
+            return
+    if scope.cancelled_caught:
+        print(f"could not cancel task {task_id} on the server in 10 s", file=sys.stderr)
+    else:
+        print(f"cancelled task {task_id} on the server", file=sys.stderr)
 
 
 async def cmd_run(args: argparse.Namespace) -> int:
@@ -262,9 +299,18 @@ async def cmd_tail(args: argparse.Namespace) -> int:
         ssl_context=_ssl_context(args),
         last_event_id=args.last_event_id or "",
     ) as stream:
-        async for event in stream:
+        async for count, event in _numbered(stream):
             _print_json(event)
+            if count == args.count:
+                break
     return EXIT_OK
+
+
+async def _numbered(stream: Any) -> Any:
+    count = 0
+    async for item in stream:
+        count += 1
+        yield count, item
 
 
 def cmd_parse(args: argparse.Namespace) -> int:
@@ -283,12 +329,25 @@ def cmd_parse(args: argparse.Namespace) -> int:
 
 
 async def cmd_serve(args: argparse.Namespace) -> int:  # runs until Ctrl-C
-    from .testing import serve
+    from .testing import Task, scenario, serve
+    from .testing._script import SCENARIOS
 
-    async with serve(token=args.token, port=args.port) as server:
+    scripted: dict[str, Task] = {}
+    for item in args.task or []:
+        task_id, sep, name = item.partition("=")
+        if not sep or not task_id or name not in SCENARIOS:
+            raise _UserError(
+                f"--task takes ID=SCENARIO with a scenario among {', '.join(SCENARIOS)}, "
+                f"not {item!r}",
+                EXIT_USAGE,
+            )
+        scripted[task_id] = scenario(name, interval=args.interval)
+    async with serve(scripted, token=args.token, port=args.port) as server:
         print(f"base URL: {server.base_url}", flush=True)
         print(f"token:    {server.token}", flush=True)
         print(f"CA file:  {server.ca_path}  (export SSL_CERT_FILE=... to trust it)", flush=True)
+        for task_id, item in zip(scripted, args.task or [], strict=True):
+            print(f"task:     {task_id} ({item.partition('=')[2]})", flush=True)
         await trio.sleep_forever()
     raise AssertionError("unreachable")  # sleep_forever only ends by an exception
 
@@ -429,6 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("url")
     p.add_argument("-H", "--header", action="append", metavar="'Name: value'")
     p.add_argument("--last-event-id", default=None)
+    p.add_argument("-n", "--count", type=int, default=None, help="stop after N events")
     p.add_argument("--cacert", default=None, help="a PEM CA file to trust")
 
     p = sub.add_parser("parse", help="a captured stream (file or -) to JSON Lines")
@@ -445,7 +505,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="run the embedded test server in the foreground")
     p.add_argument("--port", type=int, default=0)
-    p.add_argument("--token", default=None)
+    p.add_argument("--token", default=None, help="default: a random sk-test-... key")
+    p.add_argument(
+        "--task",
+        action="append",
+        metavar="ID=SCENARIO",
+        help="script a task: comfyui, nerfstudio, failed, cancelled, flaky (drops twice) or "
+        "polling (no stream); any other id runs a ComfyUI-like timeline",
+    )
+    p.add_argument("--interval", type=float, default=0.5, metavar="S", help="between steps")
     return ap
 
 
@@ -456,9 +524,24 @@ def _unwrap(exc: BaseException) -> BaseException:
     return exc
 
 
+#: What to do about a refused request: ("api" for the task API or "url", status).
+_HINTS = {
+    ("url", 401): "pass credentials with -H 'Authorization: Bearer ...'",
+    ("url", 404): "check the URL",
+    ("api", 401): "check the API key ($CYBERUN_API_KEY)",
+    ("api", 403): "the key may not do this; a JWT also needs the team ($CYBERUN_TEAM_ID)",
+    ("api", 404): "check the task or workflow id and the base URL ($CYBERUN_BASE_URL)",
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = build_parser().parse_args(argv)
+    log = logging.getLogger("sseproto")
+    if not log.handlers:
+        log.addHandler(_LogLines())
+        log.setLevel(logging.INFO)
+        log.propagate = False
     command = args.command or "demo"
     if command == "demo" and args.command is None:
         args = build_parser().parse_args(["demo"])
@@ -487,7 +570,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"sseproto: {exc}", file=sys.stderr)
         return EXIT_AUTH
     except HTTPStatusError as exc:
-        print(f"sseproto: {exc}", file=sys.stderr)
+        generic = command in ("tail", "bench")  # any SSE endpoint, not the task API
+        hint = _HINTS.get(("url" if generic else "api", exc.status_code))
+        print(f"sseproto: {exc}" + (f"; {hint}" if hint else ""), file=sys.stderr)
         return EXIT_AUTH if exc.status_code in (401, 403) else EXIT_ERROR
     except (SSEProtoError, ValueError, OSError) as exc:
         print(f"sseproto: {exc}", file=sys.stderr)

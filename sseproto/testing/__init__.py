@@ -21,6 +21,7 @@ from ._script import (
     failed,
     nerfstudio_timeline,
     progress,
+    scenario,
     status,
 )
 from ._server import RecordedRequest, TestServer, serve
@@ -38,6 +39,7 @@ __all__ = [
     "failed",
     "nerfstudio_timeline",
     "progress",
+    "scenario",
     "serve",
     "status",
 ]

@@ -27,6 +27,7 @@ __all__ = [
     "failed",
     "nerfstudio_timeline",
     "progress",
+    "scenario",
     "status",
 ]
 
@@ -191,3 +192,40 @@ class Task:
             if step.is_terminal:
                 break
         return out
+
+
+#: The ready-made tasks of :func:`scenario` (and of ``sseproto serve --task ID=NAME``).
+SCENARIOS = ("comfyui", "nerfstudio", "failed", "cancelled", "flaky", "polling")
+
+
+def scenario(name: str, *, interval: float = 0.5) -> Task:
+    """A ready-made task by name, its steps ``interval`` seconds apart.
+
+    * ``comfyui``, ``nerfstudio``: a clean run of each kind to completion;
+    * ``failed``: runs, then fails with "CUDA out of memory";
+    * ``cancelled``: runs, then is cancelled;
+    * ``flaky``: a ComfyUI run whose stream drops mid-event, then between two events,
+      with heartbeats and a ``retry:`` of one interval (a client resumes it twice);
+    * ``polling``: the events endpoint answers ``text/plain``, as a buffering proxy
+      might; a client has to poll ``GET /tasks/{id}``.
+    """
+    running = [status("pending"), status("running", delay=interval)]
+    half = progress(0.5, delay=interval, step_current=2, step_total=4, current_node="3")
+    if name == "comfyui":
+        return Task(steps=comfyui_timeline(interval=interval))
+    if name == "nerfstudio":
+        return Task(steps=nerfstudio_timeline(interval=interval), workflow_id="wf-nerfstudio-demo")
+    if name == "failed":
+        return Task(steps=[*running, half, failed("CUDA out of memory", delay=interval)])
+    if name == "cancelled":
+        return Task(steps=[*running, half, cancelled(delay=interval)])
+    if name == "flaky":
+        return Task(
+            steps=comfyui_timeline(interval=interval),
+            faults=[Fault("drop_mid_event", after=2), Fault("drop_between", after=2)],
+            heartbeat=interval / 2,
+            retry=max(1, int(interval * 1000)),
+        )
+    if name == "polling":
+        return Task(steps=comfyui_timeline(interval=interval), faults=[Fault("wrong_content_type")])
+    raise ValueError(f"unknown scenario {name!r}; choose one of {', '.join(SCENARIOS)}")
