@@ -14,7 +14,7 @@ import contextlib
 import itertools
 import json
 import logging
-import signal
+import os
 import ssl
 import sys
 from dataclasses import fields, is_dataclass
@@ -51,6 +51,7 @@ EXIT_CANCELLED = 3  # the task was cancelled
 EXIT_AUTH = 4  # no key, or the server refused it (401/403)
 EXIT_ERROR = 5  # any other error (network, protocol)
 EXIT_INTERRUPTED = 130  # Ctrl-C
+EXIT_BROKEN_PIPE = 141  # stdout's reader went away, as a shell reports SIGPIPE
 
 
 class _UserError(Exception):
@@ -563,6 +564,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # Whoever read stdout went away (`sseproto parse big | head`): stop quietly, as
+        # cat does. Not by SIGPIPE's default action, which would also kill `serve` when
+        # a client hangs up. Further writes go nowhere, so Python's exit flush is quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except _UserError as exc:
         print(f"sseproto: {exc}", file=sys.stderr)
         return exc.code
@@ -581,6 +588,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run() -> None:
     """The console script's entry point."""
-    if hasattr(signal, "SIGPIPE"):  # `sseproto parse big | head` ends quietly
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     sys.exit(main())

@@ -9,19 +9,26 @@ import signal
 import subprocess
 import sys
 import time
-from typing import TYPE_CHECKING
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 import sseproto
-from sseproto._cli import EXIT_AUTH, EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, _watch_one
-from sseproto.testing import Task, cancelled, failed, serve, status
+from sseproto._cli import (
+    EXIT_AUTH,
+    EXIT_BROKEN_PIPE,
+    EXIT_CANCELLED,
+    EXIT_ERROR,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
-
-    import trio
 
 CLI = [sys.executable, "-m", "sseproto"]
 
@@ -77,6 +84,22 @@ def test_parse(tmp_path: Path, source: str) -> None:
     assert b"ended in the middle of an event" in done.stderr
 
 
+def test_parse_into_a_reader_that_goes_away(tmp_path: Path) -> None:
+    """`sseproto parse big | head -1` ends quietly (exit 141, as SIGPIPE reports)."""
+    (tmp_path / "big.txt").write_bytes(b"data: x\n\n" * 200_000)
+    proc = subprocess.Popen(
+        [*CLI, "parse", str(tmp_path / "big.txt")], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    with proc.stdout, proc.stderr:
+        assert json.loads(proc.stdout.readline()) == {"event": "message", "data": "x", "id": ""}
+        proc.stdout.close()
+        err = proc.stderr.read()
+    assert proc.wait(timeout=30) == EXIT_BROKEN_PIPE
+    assert err == b""
+
+
 def test_usage_and_configuration_errors() -> None:
     env = {"CYBERUN_API_KEY": ""}
     assert run_cli("watch", env=env).returncode == 2  # no task id: argparse's usage error
@@ -89,20 +112,43 @@ def test_usage_and_configuration_errors() -> None:
     assert b"Traceback" not in bad.stderr
 
 
-@pytest.fixture
-def served() -> Iterator[dict[str, str]]:
+@contextmanager
+def serving(*args: str) -> Iterator[dict[str, str]]:
     """`sseproto serve` in the foreground, as a user starts it; its printed settings."""
-    proc = subprocess.Popen([*CLI, "serve"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([*CLI, "serve", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         assert proc.stdout is not None
-        lines = [proc.stdout.readline().decode() for _ in range(3)]
+        lines = [proc.stdout.readline().decode() for _ in range(3 + args.count("--task"))]
         pairs = [line.split(":", 1) for line in lines]
-        yield {name.strip(): value.split()[0] for name, value in pairs}
+        settings = {name.strip(): value.split()[0] for name, value in pairs if name != "task"}
+        assert [value.split()[0] for name, value in pairs if name == "task"] == [
+            a.split("=")[0] for a in args[1::2] if "=" in a
+        ]
+        yield settings
     finally:
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=10)
     assert proc.returncode == 130  # Ctrl-C stops it cleanly
     assert b"Traceback" not in err
+
+
+@pytest.fixture
+def served() -> Iterator[dict[str, str]]:
+    with serving() as settings:
+        yield settings
+
+
+def api_env(settings: dict[str, str]) -> dict[str, str]:
+    """What a user exports to point the command line at `sseproto serve`."""
+    return {
+        "CYBERUN_API_KEY": settings["token"],
+        "CYBERUN_BASE_URL": settings["base URL"],
+        "SSL_CERT_FILE": settings["CA file"],
+    }
+
+
+def json_lines(output: bytes) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in output.decode().splitlines()]
 
 
 def test_watch_run_and_tail_against_serve(served: dict[str, str]) -> None:
@@ -139,35 +185,151 @@ def test_watch_run_and_tail_against_serve(served: dict[str, str]) -> None:
     assert events[-1]["event"] == "completed"
 
 
+SCENARIOS = ["--interval", "0.05"] + [
+    arg
+    for pair in (
+        "t-fail=failed",
+        "t-cancel=cancelled",
+        "t-flaky=flaky",
+        "t-poll=polling",
+        "t-flaky-tail=flaky",  # a task's faults are played once, so tail has its own
+    )
+    for arg in ("--task", pair)
+]
+
+
+@pytest.fixture(scope="module")
+def scenarios() -> Iterator[dict[str, str]]:
+    with serving(*SCENARIOS[2:], *SCENARIOS[:2]) as settings:
+        yield settings
+
+
 @pytest.mark.parametrize(
-    ("task", "code", "message"),
+    ("task_id", "code", "message"),
     [
-        (
-            Task(steps=[status("running"), failed("out of memory", delay=1)]),
-            EXIT_FAILED,
-            "out of memory",
-        ),
-        (Task(steps=[status("running"), cancelled(delay=1)]), EXIT_CANCELLED, "cancelled"),
+        ("t-fail", EXIT_FAILED, b"task t-fail failed: CUDA out of memory"),
+        ("t-cancel", EXIT_CANCELLED, b"task t-cancel was cancelled"),
     ],
 )
-async def test_watch_exit_codes_of_failed_and_cancelled_tasks(
-    autojump_clock: trio.testing.MockClock,
-    capsys: pytest.CaptureFixture[str],
-    task: Task,
-    code: int,
-    message: str,
+@pytest.mark.parametrize("as_json", [False, True], ids=["display", "json"])
+def test_watch_exit_codes_of_failed_and_cancelled_tasks(
+    scenarios: dict[str, str], task_id: str, code: int, message: bytes, as_json: bool
 ) -> None:
-    async with serve({"t-1": task}) as server:
-        got = await _watch_one(
-            "t-1",
-            as_json=False,
-            poll_interval=1.0,
-            api_key=server.token,
-            base_url=server.base_url,
-            ssl_context=server.ssl_context,
+    done = run_cli("watch", task_id, *(["--json"] if as_json else []), env=api_env(scenarios))
+    assert done.returncode == code, done.stderr.decode()
+    assert message in done.stderr
+    assert b"Traceback" not in done.stderr
+    if as_json:  # the events up to the terminal one, and no result
+        assert json_lines(done.stdout)[-1]["type"] == (
+            "Failed" if code == EXIT_FAILED else "Cancelled"
         )
-    assert got == code
-    assert message in capsys.readouterr().err
+    else:
+        assert done.stdout == b""
+
+
+def test_watch_json_lines_through_a_stream_that_drops_twice(scenarios: dict[str, str]) -> None:
+    done = run_cli("watch", "t-flaky", "--json", env=api_env(scenarios))
+    assert done.returncode == EXIT_OK, done.stderr.decode()
+    items = json_lines(done.stdout)
+    types = [item["type"] for item in items]
+    assert types == ["StatusChanged"] * 3 + ["Progress"] * 4 + ["Completed", "TaskResult"]
+    assert [i["step_current"] for i in items if i["type"] == "Progress"] == [1, 2, 3, 4]
+    assert items[-1]["download_urls"]
+    assert done.stderr.count(b"resuming in") == 2  # the log says what happened
+    assert b"Traceback" not in done.stderr
+
+
+def test_watch_polls_where_there_is_no_stream(scenarios: dict[str, str]) -> None:
+    done = run_cli("watch", "t-poll", "--json", "--poll-interval", "0.05", env=api_env(scenarios))
+    assert done.returncode == EXIT_OK, done.stderr.decode()
+    items = json_lines(done.stdout)
+    assert {item["type"] for item in items[:-1]} == {"TaskSnapshot"}
+    assert len(items) >= 3  # polled more than once, 0.05 s apart
+    assert items[-2]["status"] == "completed"
+    assert items[-1]["type"] == "TaskResult"
+    assert b"polling" in done.stderr
+
+
+def test_run_and_watch(scenarios: dict[str, str]) -> None:
+    done = run_cli("run", "my-flow", "-p", "seed=7", "--watch", "--json", env=api_env(scenarios))
+    assert done.returncode == EXIT_OK, done.stderr.decode()
+    items = json_lines(done.stdout)
+    task_id = items[0]["task_id"]
+    assert task_id
+    assert items[-2]["type"] == "Completed"
+    assert items[-1] == {**items[-1], "type": "TaskResult", "id": task_id}
+
+
+def test_tail_resumes_a_stream_that_drops(scenarios: dict[str, str]) -> None:
+    url = scenarios["base URL"] + "/tasks/t-flaky-tail/events"
+    auth = f"Authorization: Bearer {scenarios['token']}"
+    done = run_cli("tail", url, "-H", auth, "-n", "8", env=api_env(scenarios))
+    assert done.returncode == EXIT_OK, done.stderr.decode()
+    events = json_lines(done.stdout)
+    assert [e["id"] for e in events] == [str(i) for i in range(1, 9)]  # none lost, none twice
+    assert events[-1]["event"] == "completed"
+    assert b"Last-Event-ID '2'" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["tail", "{base}/nope", "-H", "{auth}"], EXIT_ERROR, "404 Not Found; check the URL"),
+        (["tail", "{base}/tasks/t-1/events"], EXIT_AUTH, "401 Unauthorized; pass credentials"),
+        (["tail", "{base}/tasks/t-1/events", "-H", "Authorization"], EXIT_USAGE, "-H takes"),
+        (["bench", "{base}/tasks/t-1/events", "--duration", "5"], EXIT_AUTH, "401 Unauthorized"),
+        (["run", "wf", "-p", "seed"], EXIT_USAGE, "-p takes key=value"),
+        (["serve", "--task", "t-1=exploding"], EXIT_USAGE, "failed, cancelled, flaky, polling"),
+        (["watch", "t-1", "--timeout", "0.5"], EXIT_ERROR, "gave up after --timeout 0.5 s"),
+    ],
+    ids=["404", "401", "bad_header", "bench_401", "bad_param", "bad_scenario", "timeout"],
+)
+def test_errors_are_one_line_that_says_what_to_do(
+    served: dict[str, str], args: list[str], code: int, message: str
+) -> None:
+    base, auth = served["base URL"], f"Authorization: Bearer {served['token']}"
+    done = run_cli(*(a.format(base=base, auth=auth) for a in args), env=api_env(served))
+    assert done.returncode == code, done.stderr.decode()
+    last = done.stderr.decode().splitlines()[-1]
+    assert last.startswith("sseproto: ")
+    assert message in last
+    assert served["token"] not in done.stderr.decode()
+    assert b"Traceback" not in done.stderr
+
+
+def test_watch_gives_up_on_an_unreachable_server_only_at_the_timeout() -> None:
+    """Connection refused is retried (a restart of the API should not kill a watch),
+    each retry said on stderr, until --timeout."""
+    env = {"CYBERUN_API_KEY": "sk-x", "CYBERUN_BASE_URL": "https://127.0.0.1:1/api/v1/r"}
+    done = run_cli("watch", "t-1", "--timeout", "4", env=env)
+    assert done.returncode == EXIT_ERROR
+    err = done.stderr.decode()
+    assert "could not connect to https://127.0.0.1:1: Connection refused; trying again" in err
+    assert err.splitlines()[-1] == "sseproto: gave up after --timeout 4.0 s"
+
+
+@pytest.mark.parametrize("cancel", [False, True], ids=["interrupt", "cancel_on_interrupt"])
+def test_ctrl_c_stops_watch_and_can_cancel_the_task(served: dict[str, str], cancel: bool) -> None:
+    env = api_env(served)
+    flags = ["--cancel-on-interrupt"] if cancel else []
+    proc = subprocess.Popen(
+        [*CLI, "watch", "t-7", "--json", *flags],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **env},
+    )
+    try:
+        assert proc.stdout is not None
+        first = json.loads(proc.stdout.readline())  # the task is under way
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+    assert first["type"] == "StatusChanged"
+    assert proc.returncode == EXIT_INTERRUPTED
+    assert b"Traceback" not in err
+    assert (b"cancelled task t-7 on the server" in err) == cancel
+    again = run_cli("watch", "t-7", "--json", env=env)  # the task went on, or not
+    assert again.returncode == (EXIT_CANCELLED if cancel else EXIT_OK), again.stderr.decode()
 
 
 def test_every_subcommand_has_help() -> None:
