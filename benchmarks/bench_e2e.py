@@ -9,8 +9,10 @@ of its own (multiprocessing, spawn), so the figures are the client's own:
   each event's JSON decoded), best of ``--repeat``. The server is the wall-clock
   bottleneck for both, so client CPU time per event is the figure that compares them.
 * **watchers**: ``--watchers`` concurrent ``sseproto.watch`` calls in one process (one
-  task each, ``--watcher-events`` events 50 ms apart): peak RSS, RSS growth per
-  watcher, client CPU time per event delivered.
+  task each, ``--watcher-events`` events ``--watcher-interval`` seconds apart; all
+  started at once, or over ``--ramp`` seconds so that one server process keeps up):
+  peak RSS, RSS growth per watcher, client CPU time per event delivered, and how
+  many reconnects and retried calls an overloaded server caused.
 
 Run: ``pip install -e '.[bench,cli]'`` then ``python benchmarks/bench_e2e.py``.
 """
@@ -18,6 +20,7 @@ Run: ``pip install -e '.[bench,cli]'`` then ``python benchmarks/bench_e2e.py``.
 from __future__ import annotations
 
 import argparse
+import logging
 import multiprocessing
 import resource
 import ssl
@@ -109,7 +112,7 @@ async def throughput(server: Remote, events: int, repeat: int) -> dict[str, dict
     return best
 
 
-async def watchers(server: Remote, n: int) -> dict[str, float]:
+async def watchers(server: Remote, n: int, ramp: float) -> dict[str, float]:
     delivered = 0
 
     def count(_: object) -> None:
@@ -125,11 +128,16 @@ async def watchers(server: Remote, n: int) -> dict[str, float]:
             on_event=count,
         )
 
+    retries = _RetryCounter()
+    logging.getLogger("sseproto").addHandler(retries)
+    logging.getLogger("sseproto").setLevel(logging.INFO)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     wall, cpu = time.perf_counter(), time.process_time()
     async with trio.open_nursery() as nursery:
         for i in range(n):
             nursery.start_soon(one, f"w-{i}")
+            if ramp:  # start them over `ramp` seconds, so the one server keeps up
+                await trio.sleep(ramp / n)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     return {
@@ -139,7 +147,19 @@ async def watchers(server: Remote, n: int) -> dict[str, float]:
         "peak_rss_mib": rss_after / 1024,
         "rss_kib_per_watcher": (rss_after - rss_before) / n,
         "cpu_us_per_event": cpu / max(delivered, 1) * 1e6,
+        "retries": retries.count,  # reconnects and retried calls (an overloaded server)
     }
+
+
+class _RetryCounter(logging.Handler):
+    """Counts the library's log lines about reconnecting and retrying."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
 
 
 def main() -> int:
@@ -148,6 +168,8 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--watchers", type=int, default=1000)
     ap.add_argument("--watcher-events", type=int, default=10)
+    ap.add_argument("--watcher-interval", type=float, default=0.05, metavar="S")
+    ap.add_argument("--ramp", type=float, default=0.0, help="start the watchers over S s")
     args = ap.parse_args()
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # a socket per watcher
@@ -155,12 +177,15 @@ def main() -> int:
         f"r{n}-{i}": Task(steps=_steps(args.events)) for n in range(2) for i in range(args.repeat)
     }
     tasks.update(
-        {f"w-{i}": Task(steps=_steps(args.watcher_events, 0.05)) for i in range(args.watchers)}
+        {
+            f"w-{i}": Task(steps=_steps(args.watcher_events, args.watcher_interval))
+            for i in range(args.watchers)
+        }
     )
     server = Remote(tasks)
     try:
         rows = trio.run(throughput, server, args.events, args.repeat)
-        many = trio.run(watchers, server, args.watchers)
+        many = trio.run(watchers, server, args.watchers, args.ramp)
     finally:
         server.stop()
     parser = "compiled (mypyc)" if sseproto._parser.compiled else "pure Python"
@@ -169,7 +194,7 @@ def main() -> int:
     for name, row in rows.items():
         print(f"  {name:<20}{row['events_per_s']:>12,.0f}{row['cpu_us_per_event']:>22.1f}")
     ratio = rows["httpx + httpx-sse"]["cpu_us_per_event"] / rows["sseproto"]["cpu_us_per_event"]
-    print(f"  sseproto uses {ratio:.2f}x less client CPU per event")
+    print(f"  client CPU per event, httpx + httpx-sse / sseproto: {ratio:.2f}")
     print(f"\nwatchers: {args.watchers:,} concurrent watch() calls in one process")
     for key, value in many.items():
         print(f"  {key:<22}{value:>12,.1f}")

@@ -17,6 +17,7 @@ cancellation also wait for the server's side to end.
 from __future__ import annotations
 
 import inspect
+import itertools
 import json
 import logging
 import os
@@ -1569,7 +1570,7 @@ async def test_watch_fetches_the_result_through_transient_failures(
             poll_interval=1.0,
         )
     check_default_result(result)
-    assert [round(b - a, 3) for a, b in zip(asked, asked[1:])] == [1.0, 5.0]
+    assert [round(b - a, 3) for a, b in itertools.pairwise(asked)] == [1.0, 5.0]
 
     failures[:] = [sseproto.CertificateError("simulated: certificate changed")] * 2
     async with serve() as server:
