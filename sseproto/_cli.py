@@ -382,13 +382,6 @@ async def cmd_demo(args: argparse.Namespace) -> int:
             )
             if code != EXIT_OK:
                 return code
-            resumed = [r for r in server.requests if r.path.endswith(f"/tasks/{task_id}/events")]
-            if len(resumed) > 1 and not args.json:
-                print(
-                    f"  ({task_id}: the stream dropped and was resumed with Last-Event-ID "
-                    f"{resumed[-1].headers.get('last-event-id')})",
-                    file=sys.stderr,
-                )
     return EXIT_OK
 
 

@@ -191,7 +191,7 @@ class EventStream:
             return
         self._reconnect_at = trio.current_time() + self._base_delay()
         log.info(
-            "%s %s; resuming in %.1f s with Last-Event-ID %r",
+            "%s: %s; resuming in %.1f s with Last-Event-ID %r",
             self,
             error or "ended",
             self._base_delay(),

@@ -35,7 +35,7 @@ def test_demo_runs_to_completion_quickly() -> None:
     links = done.stdout.decode().split()
     assert len(links) == 2
     assert all(link.startswith("https://127.0.0.1:") for link in links)
-    assert b"resumed with Last-Event-ID" in done.stderr  # the scripted drop was survived
+    assert b"resuming in 0.2 s with Last-Event-ID '4'" in done.stderr  # the scripted drop
 
 
 def test_demo_json_lines() -> None:
