@@ -102,13 +102,16 @@ class _Display:
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
         except ImportError:  # the cli extra is not installed: plain lines
             return
+        console = Console(stderr=True)
+        if not console.is_interactive:  # a log file or CI: a plain line per event
+            return
         self._progress = Progress(
             TextColumn("[bold]{task.fields[label]}"),
             BarColumn(),
             TextColumn("{task.percentage:>3.0f}%"),
             TextColumn("{task.fields[detail]}"),
             TimeElapsedColumn(),
-            console=Console(stderr=True),
+            console=console,
             transient=False,
         )
         self._task = self._progress.add_task("", total=1.0, label=label, detail="connecting")
@@ -127,7 +130,8 @@ class _Display:
     def update(self, item: Any) -> None:
         detail, done = _describe(item)
         if self._progress is None:
-            print(f"{self.label}: {detail}", file=sys.stderr, flush=True)
+            share = "" if done is None else f"{done:4.0%} "
+            print(f"{self.label}: {share}{detail}", file=sys.stderr, flush=True)
             return
         if done is None:
             self._progress.update(self._task, detail=detail)
@@ -522,6 +526,7 @@ def _unwrap(exc: BaseException) -> BaseException:
 _HINTS = {
     ("url", 401): "pass credentials with -H 'Authorization: Bearer ...'",
     ("url", 404): "check the URL",
+    ("api", 400): "a JWT needs the team too (--team-id or $CYBERUN_TEAM_ID)",
     ("api", 401): "check the API key ($CYBERUN_API_KEY)",
     ("api", 403): "the key may not do this; a JWT also needs the team ($CYBERUN_TEAM_ID)",
     ("api", 404): "check the task or workflow id and the base URL ($CYBERUN_BASE_URL)",

@@ -37,9 +37,8 @@ def serving(*args: str) -> Iterator[dict[str, str]]:
         lines = [proc.stdout.readline().decode() for _ in range(3 + args.count("--task"))]
         pairs = [line.split(":", 1) for line in lines]
         settings = {name.strip(): value.split()[0] for name, value in pairs if name != "task"}
-        assert [value.split()[0] for name, value in pairs if name == "task"] == [
-            a.split("=")[0] for a in args[1::2] if "=" in a
-        ]
+        scripted = [args[i + 1].split("=")[0] for i, a in enumerate(args) if a == "--task"]
+        assert [value.split()[0] for name, value in pairs if name == "task"] == scripted
         yield settings
     finally:
         proc.send_signal(signal.SIGINT)

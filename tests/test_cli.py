@@ -145,6 +145,8 @@ SCENARIOS = ["--interval", "0.05"] + [
         "t-flaky=flaky",
         "t-poll=polling",
         "t-flaky-tail=flaky",  # a task's faults are played once, so tail has its own
+        "t-comfy=comfyui",
+        "t-nerf=nerfstudio",
     )
     for arg in ("--task", pair)
 ]
@@ -177,6 +179,54 @@ def test_watch_exit_codes_of_failed_and_cancelled_tasks(
         )
     else:
         assert done.stdout == b""
+
+
+def test_watch_progress_lines_where_stderr_is_not_a_terminal(scenarios: dict[str, str]) -> None:
+    """In a log or CI, a line per event: status, share, steps, node, stage, message."""
+    comfy = run_cli("watch", "t-comfy", env=api_env(scenarios))
+    assert comfy.returncode == EXIT_OK, comfy.stderr.decode()
+    assert comfy.stdout.decode().strip().endswith("/files/t-comfy/ComfyUI_00001_.png")
+    assert comfy.stderr.decode().splitlines() == [
+        "task t-comfy: pending",
+        "task t-comfy: queued",
+        "task t-comfy: running",
+        *(f"task t-comfy: {i * 25:3d}% step {i}/4 · node 3" for i in range(1, 5)),
+        "task t-comfy: 100% completed",
+    ]
+    nerf = run_cli("watch", "t-nerf", env=api_env(scenarios))
+    assert nerf.returncode == EXIT_OK, nerf.stderr.decode()
+    assert "task t-nerf:  60% train · train done" in nerf.stderr.decode().splitlines()
+
+
+def test_watch_draws_a_progress_bar_on_a_terminal(scenarios: dict[str, str]) -> None:
+    env = {**api_env(scenarios), "TTY_INTERACTIVE": "1", "TTY_COMPATIBLE": "1"}  # rich's
+    done = run_cli("watch", "t-comfy", env=env)
+    assert done.returncode == EXIT_OK, done.stderr.decode()
+    err = done.stderr.decode()
+    assert "\x1b[" in err  # drawn, not printed line by line
+    assert "task t-comfy: " not in err
+    assert "100%" in err
+    assert "completed" in err
+
+
+def test_a_jwt_needs_the_team_id() -> None:
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1In0.c2ln"
+    with serving("--token", jwt) as settings:
+        env = api_env(settings)
+        without = run_cli("watch", "t-1", env=env)
+        team = "8c1d6c0e-0000-4000-8000-000000000001"
+        with_flag = run_cli("watch", "t-1", "--team-id", team, "--json", env=env)
+    assert without.returncode == EXIT_ERROR
+    assert (
+        without.stderr.decode()
+        .splitlines()[-1]
+        .endswith(
+            "answered HTTP 400 Bad Request; a JWT needs the team too (--team-id or $CYBERUN_TEAM_ID)"
+        )
+    )
+    assert jwt not in without.stderr.decode()
+    assert with_flag.returncode == EXIT_OK, with_flag.stderr.decode()
+    assert json_lines(with_flag.stdout)[-1]["type"] == "TaskResult"
 
 
 def test_watch_json_lines_through_a_stream_that_drops_twice(scenarios: dict[str, str]) -> None:
