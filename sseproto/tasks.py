@@ -241,9 +241,14 @@ def _where(sse: ServerSentEvent | None) -> str:
     return f"the {sse.event!r} event" + (f" (id {sse.id!r})" if sse.id else "")
 
 
+_JSON: Final = json.JSONDecoder(strict=False)  # json.loads would build one per call
+
+
 def _load_json(text: str | bytes) -> Any:
     """json.loads, tolerant of literal line breaks in strings (data lines joined)."""
-    return json.loads(text, strict=False)
+    if isinstance(text, str):
+        return _JSON.decode(text)
+    return json.loads(text, strict=False)  # bytes: json.loads detects the encoding
 
 
 # -- task events -------------------------------------------------------------------
