@@ -382,16 +382,12 @@ def _connect_message(origin: Origin, exc: BaseException) -> str:
     return f"could not connect to {origin}: {_reason(exc)}"
 
 
-def reason_phrase(status: int, reason: str = "") -> str:
-    """The reason phrase the server sent, or the standard one (HTTP/2 proxies send none)."""
-    if reason:
-        return reason
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return ""
-
-
 def refused(what: str, status: int, reason: str = "") -> str:
-    """``GET https://… answered HTTP 404 Not Found``."""
-    return f"{what} answered HTTP {status} {reason_phrase(status, reason)}".rstrip()
+    """``GET https://… answered HTTP 404 Not Found`` (the standard phrase where the
+    server sent none, as HTTP/2 proxies do)."""
+    if not reason:
+        try:
+            reason = HTTPStatus(status).phrase
+        except ValueError:
+            reason = ""
+    return f"{what} answered HTTP {status} {reason}".rstrip()

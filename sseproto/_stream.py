@@ -189,12 +189,13 @@ class EventStream:
             ended = RemoteProtocolError(f"{self} ended without an event")
             self._failed(error or ended, None, backoff=error is not None)
             return
-        self._reconnect_at = trio.current_time() + self._base_delay()
+        delay = self._base_delay()
+        self._reconnect_at = trio.current_time() + delay
         log.info(
             "%s: %s; resuming in %.1f s with Last-Event-ID %r",
             self,
             error or "ended",
-            self._base_delay(),
+            delay,
             self.last_event_id,
         )
 

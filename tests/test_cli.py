@@ -217,13 +217,9 @@ def test_a_jwt_needs_the_team_id() -> None:
         team = "8c1d6c0e-0000-4000-8000-000000000001"
         with_flag = run_cli("watch", "t-1", "--team-id", team, "--json", env=env)
     assert without.returncode == EXIT_ERROR
-    assert (
-        without.stderr.decode()
-        .splitlines()[-1]
-        .endswith(
-            "answered HTTP 400 Bad Request; a JWT needs the team too (--team-id or $CYBERUN_TEAM_ID)"
-        )
-    )
+    hint = "a JWT needs the team too (--team-id or $CYBERUN_TEAM_ID)"
+    last = without.stderr.decode().splitlines()[-1]
+    assert last.endswith(f"answered HTTP 400 Bad Request; {hint}")
     assert jwt not in without.stderr.decode()
     assert with_flag.returncode == EXIT_OK, with_flag.stderr.decode()
     assert json_lines(with_flag.stdout)[-1]["type"] == "TaskResult"
