@@ -451,8 +451,20 @@ async def _measure(
 # -- entry point -----------------------------------------------------------------------
 
 
+_EXIT_CODES = """exit status:
+  0    the task completed
+  1    the task failed
+  2    a usage error
+  3    the task was cancelled
+  4    no API key, or the server refused it (401, 403)
+  5    any other error (network, protocol, --timeout)
+  130  interrupted (Ctrl-C)"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
+        epilog="Settings: $CYBERUN_API_KEY, $CYBERUN_BASE_URL, $CYBERUN_TEAM_ID (or flags). "
+        "With no command: the demo.",
         prog="sseproto",
         description="Server-Sent Events and the Cyberun task API, from the command line.",
     )
@@ -464,21 +476,47 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--team-id", default=None, help="default: $CYBERUN_TEAM_ID")
         p.add_argument("--cacert", default=None, help="a PEM CA file to trust")
         p.add_argument("--json", action="store_true", help="JSON Lines on stdout")
-        p.add_argument("--poll-interval", type=float, default=3.0, metavar="S")
+        p.add_argument(
+            "--poll-interval",
+            type=float,
+            default=3.0,
+            metavar="S",
+            help="seconds between polls where the stream is unavailable (default: 3)",
+        )
 
     p = sub.add_parser("demo", help="watch two simulated tasks on an embedded server")
     p.add_argument("--json", action="store_true", help="JSON Lines on stdout")
     p.add_argument("--interval", type=float, default=0.25, metavar="S", help="between steps")
 
-    p = sub.add_parser("watch", help="follow a task to its end (key: $CYBERUN_API_KEY)")
+    p = sub.add_parser(
+        "watch",
+        help="follow a task to its end (key: $CYBERUN_API_KEY)",
+        epilog=_EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("task_id")
     api_options(p)
-    p.add_argument("--timeout", type=float, default=None, metavar="S")
-    p.add_argument("--cancel-on-interrupt", action="store_true")
+    p.add_argument("--timeout", type=float, default=None, metavar="S", help="give up after S s")
+    p.add_argument(
+        "--cancel-on-interrupt",
+        action="store_true",
+        help="on Ctrl-C, also cancel the task on the server",
+    )
 
-    p = sub.add_parser("run", help="start a task from a workflow (id, slug or slug@version)")
+    p = sub.add_parser(
+        "run",
+        help="start a task from a workflow (id, slug or slug@version)",
+        epilog=_EXIT_CODES + "\n  (with --watch; without it, 0 once the task is started)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("workflow")
-    p.add_argument("-p", "--param", action="append", metavar="KEY=VALUE")
+    p.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a parameter; the value is read as JSON (7, true, [1,2]) or else as text",
+    )
     p.add_argument("--watch", action="store_true", help="then follow it")
     api_options(p)
 

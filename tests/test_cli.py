@@ -336,6 +336,17 @@ def test_every_subcommand_has_help() -> None:
         assert done.returncode == 0
         assert command in done.stdout.decode()
     assert run_cli("--version").stdout.decode().strip() == f"sseproto {sseproto.__version__}"
+    documented = run_cli("watch", "--help").stdout.decode().split("exit status:")[1]
+    codes = {int(line.split()[0]) for line in documented.splitlines() if line.strip()}
+    assert codes == {
+        EXIT_OK,
+        EXIT_FAILED,
+        EXIT_USAGE,
+        EXIT_CANCELLED,
+        EXIT_AUTH,
+        EXIT_ERROR,
+        EXIT_INTERRUPTED,
+    }
 
 
 def test_bench_the_whole_stack_and_an_endpoint(served: dict[str, str]) -> None:
