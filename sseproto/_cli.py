@@ -304,18 +304,13 @@ async def cmd_tail(args: argparse.Namespace) -> int:
         ssl_context=_ssl_context(args),
         last_event_id=args.last_event_id or "",
     ) as stream:
-        async for count, event in _numbered(stream):
+        count = 0
+        async for event in stream:
             _print_json(event)
+            count += 1
             if count == args.count:
                 break
     return EXIT_OK
-
-
-async def _numbered(stream: Any) -> Any:
-    count = 0
-    async for item in stream:
-        count += 1
-        yield count, item
 
 
 def cmd_parse(args: argparse.Namespace) -> int:
@@ -335,24 +330,24 @@ def cmd_parse(args: argparse.Namespace) -> int:
 
 async def cmd_serve(args: argparse.Namespace) -> int:  # runs until Ctrl-C
     from .testing import Task, scenario, serve
-    from .testing._script import SCENARIOS
 
     scripted: dict[str, Task] = {}
+    names: dict[str, str] = {}
     for item in args.task or []:
         task_id, sep, name = item.partition("=")
-        if not sep or not task_id or name not in SCENARIOS:
-            raise _UserError(
-                f"--task takes ID=SCENARIO with a scenario among {', '.join(SCENARIOS)}, "
-                f"not {item!r}",
-                EXIT_USAGE,
-            )
-        scripted[task_id] = scenario(name, interval=args.interval)
+        try:
+            if not sep or not task_id:
+                raise ValueError(f"--task takes ID=SCENARIO, not {item!r}")
+            scripted[task_id] = scenario(name, interval=args.interval)
+        except ValueError as exc:
+            raise _UserError(str(exc), EXIT_USAGE) from None
+        names[task_id] = name
     async with serve(scripted, token=args.token, port=args.port) as server:
         print(f"base URL: {server.base_url}", flush=True)
         print(f"token:    {server.token}", flush=True)
         print(f"CA file:  {server.ca_path}  (export SSL_CERT_FILE=... to trust it)", flush=True)
-        for task_id, item in zip(scripted, args.task or [], strict=True):
-            print(f"task:     {task_id} ({item.partition('=')[2]})", flush=True)
+        for task_id in scripted:
+            print(f"task:     {task_id} ({names[task_id]})", flush=True)
         await trio.sleep_forever()
     raise AssertionError("unreachable")  # sleep_forever only ends by an exception
 

@@ -1562,25 +1562,14 @@ async def test_watch_fetches_the_result_through_transient_failures(
 
     monkeypatch.setattr(Client, "get_result", flaky_get_result)
     async with serve() as server:
-        result = await watch(
-            "t-1",
-            api_key=server.token,
-            base_url=server.base_url,
-            ssl_context=server.ssl_context,
-            poll_interval=1.0,
-        )
+        result = await Watched().watch(server, poll_interval=1.0)
     check_default_result(result)
     assert [round(b - a, 3) for a, b in itertools.pairwise(asked)] == [1.0, 5.0]
 
     failures[:] = [sseproto.CertificateError("simulated: certificate changed")] * 2
     async with serve() as server:
         with pytest.raises(sseproto.CertificateError):
-            await watch(
-                "t-1",
-                api_key=server.token,
-                base_url=server.base_url,
-                ssl_context=server.ssl_context,
-            )
+            await Watched().watch(server)
     assert len(failures) == 1  # asked once, not retried
 
 
