@@ -4,10 +4,16 @@ Layer 1 (sans-IO): :class:`EventStreamParser` turns bytes into
 :class:`ServerSentEvent` objects; :func:`encode_event` and :func:`encode_comment`
 do the reverse. Layer 2 (:mod:`sseproto.tasks`, pure too): :func:`decode_task_event`
 turns the task stream's events into typed objects, with the polling and webhook
-payloads beside it. See ``DESIGN.md`` for the layers above.
+payloads beside it. Layer 3 (pure too): :class:`EventSource`, the reconnection model
+as a state machine. Layer 4: the trio + h11 driver (:func:`open_event_stream`,
+:class:`Client`, :func:`watch`), loaded on first use, so ``import sseproto`` loads no
+I/O library.
 """
 
-from ._client import DEFAULT_BASE_URL, Client, watch
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from ._encoder import encode_comment, encode_event
 from ._errors import (
     CertificateError,
@@ -26,13 +32,16 @@ from ._errors import (
     TaskError,
     TaskEventError,
     TaskFailed,
+    TLSHandshakeError,
     TransportError,
+    UsageError,
     WebhookSignatureError,
 )
+from ._eventsource import Connect, EventSource, Stop, Wait
 from ._parser import Comment, EventStreamParser, ServerSentEvent
-from ._stream import EventStream, open_event_stream
 from ._version import __version__
 from .tasks import (
+    TERMINAL_EVENTS,
     Cancelled,
     Completed,
     Failed,
@@ -54,15 +63,18 @@ from .tasks import (
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "TERMINAL_EVENTS",
     "Cancelled",
     "CertificateError",
     "Client",
     "Comment",
     "Completed",
     "ConfigurationError",
+    "Connect",
     "ConnectError",
     "ConnectTimeout",
     "ContentTypeError",
+    "EventSource",
     "EventStream",
     "EventStreamError",
     "EventStreamParser",
@@ -75,8 +87,10 @@ __all__ = [
     "SSEProtoError",
     "ServerSentEvent",
     "StatusChanged",
+    "Stop",
     "StreamError",
     "StreamUnavailable",
+    "TLSHandshakeError",
     "TaskCancelled",
     "TaskError",
     "TaskEvent",
@@ -87,6 +101,8 @@ __all__ = [
     "TaskStatus",
     "TransportError",
     "UnknownEvent",
+    "UsageError",
+    "Wait",
     "WebhookEvent",
     "WebhookSignatureError",
     "__version__",
@@ -100,3 +116,32 @@ __all__ = [
     "verify_webhook",
     "watch",
 ]
+
+if TYPE_CHECKING:
+    from ._client import DEFAULT_BASE_URL, Client, watch
+    from ._stream import EventStream, open_event_stream
+
+# The trio + h11 driver, loaded on first use (PEP 562): the parser, the decoders and
+# EventSource cost no I/O library.
+_LAZY = {
+    "DEFAULT_BASE_URL": "._client",
+    "Client": "._client",
+    "watch": "._client",
+    "EventStream": "._stream",
+    "open_event_stream": "._stream",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sseproto' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # once loaded, a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -4,11 +4,10 @@ Theory of operation: :class:`Client` holds the settings (key, base URL, team, TL
 trust) and one keep-alive connection for its JSON calls, reopened when the server
 closed it. :meth:`Client.task_events` is :func:`~sseproto.open_event_stream` on the
 task's events endpoint, decoded by :mod:`sseproto.tasks`, ending after the terminal
-event. :func:`watch` follows that stream and switches to polling ``GET /tasks/{id}``
-every ``poll_interval`` seconds when the stream is not available, when reconnecting
-keeps failing, or when the stream closes right after an ``error`` event (the API's
-documented signal); either way it reaches the terminal state, then fetches the
-result. Policy lives here; the layers below only report what happened.
+event. :func:`watch` is a loop around the sans-IO task-watch policy
+(``_watching.WatchPolicy``: stream, then polling, then the result): it does the calls
+the policy asks for and reports what they gave. The rules of redirects, retries and
+resending are ``_rules``'; this module only does the I/O.
 
 The API key never appears in a repr, a log line or an exception message.
 """
@@ -17,47 +16,42 @@ from __future__ import annotations
 
 import inspect
 import json
-import logging
 import os
 import uuid
 from contextlib import aclosing
-from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import quote, urlencode
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlencode, urlsplit
 
 import trio
 
+from . import _watching
 from ._errors import (
-    CertificateError,
     ConfigurationError,
-    ContentTypeError,
     HTTPStatusError,
-    ReconnectError,
-    RemoteProtocolError,
+    ReadTimeout,
+    SSEProtoError,
     StreamUnavailable,
-    TaskCancelled,
     TaskEventError,
-    TaskFailed,
     TransportError,
 )
-from ._http import (
-    Connection,
-    Response,
+from ._eventsource import Wait
+from ._http import Connection, Response, parse_url
+from ._rules import (
+    MAX_REDIRECTS,
+    REDIRECT_STATUSES,
+    USER_AGENT,
+    follow_redirect,
+    header_fields,
+    joined,
+    may_resend,
     parse_retry_after,
-    parse_url,
-    redirect_target,
     refused,
 )
-from ._stream import MAX_REDIRECTS, USER_AGENT, open_event_stream
+from ._stream import open_event_stream
 from .tasks import (
-    Cancelled,
-    Completed,
-    Failed,
-    StreamError,
     TaskEvent,
     TaskResult,
     TaskSnapshot,
-    TaskStatus,
-    decode_task_event,
     decode_task_result,
     decode_task_snapshot,
 )
@@ -68,10 +62,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_BASE_URL", "Client", "watch"]
 
-T = TypeVar("T")
-
 DEFAULT_BASE_URL = "https://core.cyberun.cloud/api/v1/r"
-log = logging.getLogger("sseproto")
 
 #: What ``watch`` hands ``on_event``: a typed stream event, a polling snapshot, or a
 #: TaskEventError for a malformed event that was skipped.
@@ -157,20 +148,27 @@ class Client:
         headers = {**self.headers(), "Accept": "application/json"}
         if payload is not None:
             headers["Content-Type"] = "application/json"
+        what = f"{method} {self.base_url}{urlsplit(path).path}"
         for _ in range(MAX_REDIRECTS + 1):
             response, raw = await self._exchange(method, target, headers, body)
             status = response.status_code
             # Redirects are followed to the same origin only, a handful at most; a
-            # POST only where the status keeps the method (307, 308).
-            if status in (301, 302, 303, 307, 308) and (method == "GET" or status >= 307):
-                location = redirect_target(self._origin, response.headers.get("location", ""))
-                if location is not None:
-                    target = location
-                    continue
+            # POST only where the status keeps the method (307, 308). A redirect that
+            # cannot be followed is refused as the redirect it is.
+            if status in REDIRECT_STATUSES and (method == "GET" or status >= 307):
+                fields = header_fields(response.fields)
+                locations = [value for name, value in fields if name == "location"]
+                try:
+                    url = follow_redirect(f"{self._origin}{target}", status, locations, what)
+                except HTTPStatusError as exc:
+                    exc.body, exc.headers = raw, joined(fields)
+                    raise
+                target = parse_url(url)[1]
+                continue
             break
         if status >= 300:
             raise HTTPStatusError(
-                refused(f"{method} {self.base_url}{path}", status, response.reason),
+                refused(what, status, response.reason),
                 status_code=status,
                 body=raw,
                 headers=response.headers,
@@ -187,9 +185,9 @@ class Client:
         self, method: str, target: str, headers: dict[str, str], body: bytes
     ) -> tuple[Response, bytes]:
         # A call on the idle keep-alive connection is sent again, once, only if the
-        # server had closed that connection (the usual idle close); never after a
-        # read timeout, when the server may be working on it (a POST must not run
-        # twice).
+        # server had closed that connection before a byte of the answer arrived
+        # (_rules.may_resend); never once the answer started, nor after a read
+        # timeout, when the server may be working on it (a POST must not run twice).
         for attempt in (1, 2):
             reused = self._conn is not None
             if reused:
@@ -208,7 +206,11 @@ class Client:
                 raw = await conn.read_body(read_timeout=self.read_timeout)
             except TransportError as exc:
                 await conn.aclose()
-                if reused and attempt == 1 and type(exc) is RemoteProtocolError:
+                if (
+                    attempt == 1
+                    and not isinstance(exc, ReadTimeout)
+                    and may_resend(reused=reused, answer_started=conn.answer_started)
+                ):
                     continue  # the server had closed the idle connection: send again
                 raise
             except BaseException:
@@ -283,16 +285,12 @@ class Client:
             last_event_id=last_event_id,
             connect_timeout=self.connect_timeout,
             read_timeout=self.read_timeout,
-            reconnect_after=lambda ev: ev is None or ev.event != "error",
+            reconnect_after=_watching.reconnect_after,
         ) as stream:
             async for sse in stream:
-                try:
-                    event = decode_task_event(sse)
-                except TaskEventError as exc:
-                    yield exc
-                    continue
-                yield event
-                if event.is_terminal:
+                item = _watching.decode_item(sse)
+                yield item
+                if _watching.ends_stream(item):
                     return
             raise StreamUnavailable("the stream ended without a terminal event")
 
@@ -312,45 +310,6 @@ async def _emit(on_event: Any, item: WatchItem) -> None:
     result = on_event(item)
     if inspect.isawaitable(result):
         await result
-
-
-#: Consecutive transient polling failures tolerated before watch gives up.
-MAX_POLL_FAILURES = 10
-_TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-
-
-def _transient(exc: HTTPStatusError | TransportError) -> bool:
-    """Worth another try: network trouble (not a bad certificate), 408, 429 and 5xx."""
-    if isinstance(exc, HTTPStatusError):
-        return exc.status_code in _TRANSIENT_STATUSES
-    return not isinstance(exc, CertificateError)
-
-
-async def _retrying(call: Callable[[], Awaitable[T]], what: str, interval: float) -> T:
-    """``call()``, tried again after transient failures, MAX_POLL_FAILURES in a row at most."""
-    failures = 0
-    while True:
-        try:
-            return await call()
-        except (HTTPStatusError, TransportError) as exc:  # noqa: PERF203 (a network call)
-            failures += 1
-            if not _transient(exc) or failures >= MAX_POLL_FAILURES:
-                raise
-            retry_after = exc.retry_after if isinstance(exc, HTTPStatusError) else None
-            wait = max(interval, retry_after or 0.0)
-            log.info("%s failed (%s); trying again in %.1f s", what, exc, wait)
-            await trio.sleep(wait)
-
-
-async def _poll(client: Client, task_id: str, on_event: Any, interval: float) -> TaskSnapshot:
-    while True:
-        snapshot = await _retrying(
-            lambda: client.get_task(task_id), f"polling task {task_id}", interval
-        )
-        await _emit(on_event, snapshot)
-        if snapshot.is_terminal:
-            return snapshot
-        await trio.sleep(interval)
 
 
 async def watch(
@@ -385,6 +344,7 @@ async def watch(
         ConfigurationError: No API key.
         HTTPStatusError: 401/403 and other errors that polling cannot get past.
     """
+    policy = _watching.WatchPolicy(task_id, poll_interval=poll_interval)
     async with Client(
         api_key,
         base_url,
@@ -393,53 +353,38 @@ async def watch(
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
     ) as client:
-        final: TaskEvent | TaskSnapshot | None = None
-        try:
-            async with aclosing(client.task_events(task_id)) as events:
-                async for item in events:
-                    await _emit(on_event, item)
-                    if isinstance(item, TaskEventError):
-                        if item.event is not None and item.event.event in _TERMINAL:
-                            break  # a malformed terminal event: confirm by polling
-                        log.warning("skipped a malformed task event: %s", item)
-                        continue
-                    if isinstance(item, StreamError):
-                        log.warning("the server reported an error reading task state: %s", item)
-                    if item.is_terminal:
-                        final = item
-                        break
-        except (StreamUnavailable, ContentTypeError, ReconnectError) as exc:
-            log.info("task %s: the event stream is unavailable (%s); polling", task_id, exc)
-        except HTTPStatusError as exc:
-            if exc.status_code not in (404, 405, 501):
-                raise
-            log.info("task %s: the events endpoint answered %s; polling", task_id, exc.status_code)
-        if final is None:
-            final = await _poll(client, task_id, on_event, poll_interval)
-        _raise_unless_completed(task_id, final)
-        return await _retrying(
-            lambda: client.get_result(task_id),
-            f"fetching the result of task {task_id}",
-            poll_interval,
-        )
-
-
-_TERMINAL = ("completed", "failed", "cancelled")
-
-
-def _raise_unless_completed(task_id: str, final: TaskEvent | TaskSnapshot) -> None:
-    if isinstance(final, Failed) or (
-        isinstance(final, TaskSnapshot) and final.status == TaskStatus.FAILED
-    ):
-        error = final.error if isinstance(final, Failed) else (final.error or "")
-        raise TaskFailed(
-            f"task {task_id} failed: {error or 'no reason given'}",
-            task_id=task_id,
-            error=error,
-            snapshot=final,
-        )
-    if isinstance(final, Cancelled) or (
-        isinstance(final, TaskSnapshot) and final.status == TaskStatus.CANCELLED
-    ):
-        raise TaskCancelled(f"task {task_id} was cancelled", task_id=task_id, snapshot=final)
-    assert isinstance(final, (Completed, TaskSnapshot))
+        while True:
+            action = policy.next_action(trio.current_time())
+            if isinstance(action, _watching.Finish):
+                if action.error is not None:
+                    raise action.error
+                assert action.result is not None
+                return action.result
+            if isinstance(action, Wait):
+                await trio.sleep_until(action.until)
+            elif isinstance(action, _watching.FollowStream):
+                try:
+                    async with aclosing(client.task_events(task_id)) as events:
+                        async for item in events:
+                            await _emit(on_event, item)
+                            if not policy.stream_item(item):
+                                break
+                except SSEProtoError as exc:
+                    policy.stream_ended(exc)
+                else:
+                    policy.stream_ended()
+            elif isinstance(action, _watching.FetchTask):
+                try:
+                    snapshot = await client.get_task(task_id)
+                except SSEProtoError as exc:
+                    policy.call_failed(exc, trio.current_time())
+                else:
+                    await _emit(on_event, snapshot)
+                    policy.task_fetched(snapshot, trio.current_time())
+            else:
+                try:
+                    result = await client.get_result(task_id)
+                except SSEProtoError as exc:
+                    policy.call_failed(exc, trio.current_time())
+                else:
+                    policy.result_fetched(result)

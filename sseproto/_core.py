@@ -119,9 +119,11 @@ class ParserCore:
         "_data_bytes",
         "_event_type",
         "_fast",
+        "_had_id",
         "_id_buffer",
         "_max_event",
         "_max_line",
+        "_own_ids",
         "_pending",
         "_pending_bytes",
         "_skip_lf",
@@ -163,6 +165,12 @@ class ParserCore:
         self._comments = bool(comments)
         # Why feed() refuses input (closed, or failed earlier), or None while open.
         self._stop: str | None = None
+        # Whether the block being read has had an id field of its own.
+        self._had_id = False
+        # For the replay filter of EventSource (private): when a list, each event feed()
+        # returns appends whether its block had its own id field (a sticky id alone
+        # does not make an event recognisable as a replay). None costs nothing.
+        self._own_ids: list[bool] | None = None
 
     def __repr__(self) -> str:
         state = "open" if self._stop is None else "closed" if self._stop is _CLOSED else "dead"
@@ -255,6 +263,8 @@ class ParserCore:
         event_type = self._event_type
         id_buffer = self._id_buffer
         last_event_id = self.last_event_id
+        had_id = self._had_id
+        own_ids = self._own_ids
         if long_value is not None:
             data.append(long_value)
             if check_event:
@@ -273,9 +283,12 @@ class ParserCore:
                     except UnicodeDecodeError:
                         text = raw.decode("utf-8", "replace")
                     out.append(_new(ServerSentEvent, (event_type or "message", text, id_buffer)))
+                    if own_ids is not None:
+                        own_ids.append(had_id)
                     data.clear()
                     start = size = 0
                 event_type = ""
+                had_id = False
                 continue
             # The three common lines of real streams take a short path: a slice
             # compare is cheaper than partition() plus the space check.
@@ -293,6 +306,7 @@ class ParserCore:
                         id_buffer = line[4:].decode()
                     except UnicodeDecodeError:
                         id_buffer = _decode(line[4:])
+                    had_id = True
                 continue
             else:
                 name, _, value = line.partition(b":")
@@ -304,6 +318,7 @@ class ParserCore:
                     elif name == b"id":
                         if 0 not in value:
                             id_buffer = _decode(value)
+                            had_id = True
                     elif name == b"retry":
                         retry = _parse_retry(value)
                         if retry is not None:
@@ -318,6 +333,7 @@ class ParserCore:
                     raise self._event_too_large(out, event_type, id_buffer, last_event_id)
         self._event_type = event_type
         self._id_buffer = id_buffer
+        self._had_id = had_id
         self.last_event_id = last_event_id
         if not data:
             self._data_bytes = 0

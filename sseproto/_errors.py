@@ -26,11 +26,13 @@ __all__ = [
     "RemoteProtocolError",
     "SSEProtoError",
     "StreamUnavailable",
+    "TLSHandshakeError",
     "TaskCancelled",
     "TaskError",
     "TaskEventError",
     "TaskFailed",
     "TransportError",
+    "UsageError",
     "WebhookSignatureError",
 ]
 
@@ -95,7 +97,13 @@ class ConnectError(TransportError):
     """
 
 
-class CertificateError(ConnectError):
+class TLSHandshakeError(ConnectError):
+    """The TLS handshake failed: no TLS version or cipher both sides accept, or the
+    server broke off the handshake. Not retried: it fails the same way every time. The
+    message gives the reason; check the server's TLS settings (or the SSL context's)."""
+
+
+class CertificateError(TLSHandshakeError):
     """The server's certificate failed verification (untrusted CA, wrong host name,
     expired). Pass ``ssl_context=`` or set ``SSL_CERT_FILE`` for a private CA."""
 
@@ -157,7 +165,13 @@ class ReconnectError(TransportError):
 
 
 class ConfigurationError(SSEProtoError):
-    """A setting is missing or invalid (such as no API key): fix the configuration."""
+    """A setting is missing or invalid (no API key, a URL or header that cannot be
+    sent): fix the configuration. Raised before anything is sent."""
+
+
+class UsageError(SSEProtoError):
+    """A sans-IO machine was called out of order (such as ``receive_data`` with no
+    connection open): a bug in the code that drives it, not in the server."""
 
 
 class TaskError(SSEProtoError):

@@ -10,20 +10,22 @@ raise (OSError, ssl.SSLError, trio's broken-stream errors, h11's ProtocolError, 
 TooSlowError) is translated here into sseproto's own exceptions; nothing leaks.
 
 Safety: certificate and hostname verification are always on (the default context is
-``ssl.create_default_context()``, which honours ``SSL_CERT_FILE``); plain ``http`` is
-refused for any host that is not loopback.
+``ssl.create_default_context()``, which honours ``SSL_CERT_FILE``, built once and
+shared: loading the system's CA bundle costs ~23 ms and ~900 KiB a time); plain
+``http`` is refused for any host that is not loopback (``_rules.parse_url``). What a
+server sends is bounded: informational answers (``MAX_INFORMATIONAL``), the size of a
+JSON body, the time of every read. A TLS handshake that fails for a reason other than
+the network (a certificate, no common version or cipher, a server that breaks it
+off) is a :class:`~sseproto.TLSHandshakeError`, which nobody retries.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import ssl
 import sys
 from dataclasses import dataclass
-from http import HTTPStatus
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 import h11
 import trio
@@ -37,90 +39,29 @@ from ._errors import (
     ConnectTimeout,
     ReadTimeout,
     RemoteProtocolError,
+    TLSHandshakeError,
 )
+from ._rules import MAX_INFORMATIONAL, Origin, check_headers, joined, parse_url
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-__all__ = ["Connection", "Origin", "Response", "parse_retry_after", "parse_url", "redirect_target"]
+__all__ = ["Connection", "Origin", "Response", "default_ssl_context", "parse_url"]
 
 _READ_SIZE = 65536
 
-
-@dataclass(frozen=True)
-class Origin:
-    """Where a request goes: scheme, host and port (what a connection is for)."""
-
-    scheme: str
-    host: str
-    port: int
-
-    @property
-    def authority(self) -> str:
-        default = 443 if self.scheme == "https" else 80
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return host if self.port == default else f"{host}:{self.port}"
-
-    def __str__(self) -> str:
-        return f"{self.scheme}://{self.authority}"
+_default_context: tuple[tuple[str | None, str | None], ssl.SSLContext] | None = None
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def parse_url(url: str) -> tuple[Origin, str]:
-    """Split a URL into its origin and request target; refuse what we must not send to.
-
-    Raises:
-        ValueError: Not an http(s) URL, or plain ``http`` to a host that is not loopback
-            (a token must never cross a network in the clear).
-    """
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"not an http(s) URL: {url!r}")
-    host = parts.hostname
-    if scheme == "http" and not _is_loopback(host):
-        raise ValueError(
-            f"refusing plain http to {host!r}: use https (plain http is allowed only to "
-            f"loopback addresses, for local testing)"
-        )
-    try:
-        port = parts.port or (443 if scheme == "https" else 80)
-    except ValueError:
-        raise ValueError(f"bad port in URL: {url!r}") from None
-    target = parts.path or "/"
-    if parts.query:
-        target += "?" + parts.query
-    return Origin(scheme, host, port), target
-
-
-def redirect_target(origin: Origin, location: str) -> str | None:
-    """The request target a redirect's ``Location`` points to on the same origin, or
-    None when it points elsewhere (credentials must never follow it there)."""
-    if location.startswith("/") and not location.startswith("//"):
-        return location
-    try:
-        other, target = parse_url(location)
-    except ValueError:
-        return None
-    return target if other == origin else None
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """A ``Retry-After`` in seconds, or None (absent, or an HTTP date)."""
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isascii() and value.isdigit() and len(value) <= 9:
-        return float(value)
-    return None  # an HTTP date: not worth a clock here; the backoff applies
+def default_ssl_context() -> ssl.SSLContext:
+    """``ssl.create_default_context()``, built once and shared by every connection
+    that was given no context (rebuilt only if ``SSL_CERT_FILE`` or ``SSL_CERT_DIR``
+    changed since, so the trust they name is always the one in use)."""
+    global _default_context
+    key = (os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+    if _default_context is None or _default_context[0] != key:
+        _default_context = (key, ssl.create_default_context())
+    return _default_context[1]
 
 
 @dataclass
@@ -129,12 +70,13 @@ class Response:
 
     status_code: int
     reason: str
-    headers: dict[str, str]  # names lower-cased; repeated headers joined with ", "
+    #: As received: (name, value) bytes pairs, repeats kept (for the machines).
+    fields: list[tuple[bytes, bytes]]
 
     @property
-    def content_type(self) -> str:
-        """The media type, lower-cased, without parameters."""
-        return self.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    def headers(self) -> dict[str, str]:
+        """Names lower-cased, repeated headers joined with ", "."""
+        return joined([(k.decode("ascii").lower(), v.decode("latin-1")) for k, v in self.fields])
 
 
 class Connection:
@@ -145,6 +87,9 @@ class Connection:
         self._stream = stream
         self._h11 = h11.Connection(h11.CLIENT)
         self._broken = False
+        #: True once a byte of the answer to the last request arrived (after that,
+        #: the request must not be sent again: the server may have acted on it).
+        self.answer_started = False
 
     def __repr__(self) -> str:
         state = "broken" if self._broken else "open"
@@ -166,7 +111,7 @@ class Connection:
                 tcp = await trio.open_tcp_stream(origin.host, origin.port)
                 stream: trio.abc.Stream = tcp
                 if origin.scheme == "https":
-                    context = ssl_context or ssl.create_default_context()
+                    context = ssl_context or default_ssl_context()
                     tls = trio.SSLStream(
                         tcp, context, server_hostname=origin.host, https_compatible=True
                     )
@@ -182,11 +127,11 @@ class Connection:
             if tcp is not None:
                 await trio.aclose_forcefully(tcp)
             cause = exc.__cause__ or exc.__context__ or exc
-            error = (
-                CertificateError
-                if isinstance(cause, ssl.SSLCertVerificationError)
-                else ConnectError
-            )
+            error: type[ConnectError] = ConnectError
+            if isinstance(cause, ssl.SSLCertVerificationError):
+                error = CertificateError
+            elif isinstance(cause, ssl.SSLError):  # SSLEOFError too: see _connect_message
+                error = TLSHandshakeError
             raise error(_connect_message(origin, exc)) from None
         except BaseException:
             if tcp is not None:
@@ -196,11 +141,13 @@ class Connection:
 
     @property
     def reusable(self) -> bool:
-        """True if the last response was read to its end and the server keeps alive."""
+        """True if the last response was read to its end, the server keeps alive, and
+        it sent nothing after the response (bytes no request asked for)."""
         return (
             not self._broken
             and self._h11.our_state is h11.DONE
             and self._h11.their_state is h11.DONE
+            and not self._h11.trailing_data[0]
         )
 
     async def request(
@@ -216,37 +163,41 @@ class Connection:
 
         Raises:
             ReadTimeout: No bytes for ``read_timeout`` seconds.
-            RemoteProtocolError: The server closed the connection or broke HTTP.
+            RemoteProtocolError: The server closed the connection or broke HTTP, or
+                sent more than ``MAX_INFORMATIONAL`` 1xx answers.
+            ConfigurationError: A header HTTP cannot carry (``_rules.check_headers``;
+                the machines and the client check theirs before they get here).
         """
         if self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE:
             self._h11.start_next_cycle()
-        items = list(headers.items()) if hasattr(headers, "items") else list(headers)
-        for name, value in items:
-            if not all(c == "\t" or " " <= c <= "~" for c in value):
-                # Never echo the value: it may be a token.
-                raise ValueError(
-                    f"the {name} header has a value HTTP cannot carry (a control "
-                    f"character or non-ASCII text)"
-                )
-        items = [("Host", self.origin.authority), *items]
+        self.answer_started = False
+        items = [(b"Host", self.origin.authority.encode("ascii"))]
+        items += [
+            (name.encode("ascii"), value.encode("utf-8"))
+            for name, value in check_headers(headers, from_caller=False)
+        ]
         if body:
-            items.append(("Content-Length", str(len(body))))
+            items.append((b"Content-Length", str(len(body)).encode("ascii")))
         request = h11.Request(method=method, target=target, headers=items)
         await self._send(request)
         if body:
             await self._send(h11.Data(data=body))
         await self._send(h11.EndOfMessage())
+        informational = 0
         while True:
             event = await self._next_event(read_timeout)
             if isinstance(event, h11.InformationalResponse):
-                continue  # 1xx: the real answer follows
+                informational += 1  # 1xx: the real answer follows, after a few at most
+                if informational > MAX_INFORMATIONAL:
+                    raise self._protocol_error(
+                        f"{self.origin} sent more than {MAX_INFORMATIONAL} informational "
+                        f"(1xx) answers before its response"
+                    )
+                continue
             if isinstance(event, h11.Response):
-                headers_out: dict[str, str] = {}
-                for name, value in event.headers:
-                    key = name.decode("ascii").lower()
-                    text = value.decode("latin-1")
-                    headers_out[key] = f"{headers_out[key]}, {text}" if key in headers_out else text
-                return Response(event.status_code, event.reason.decode("latin-1"), headers_out)
+                return Response(
+                    event.status_code, event.reason.decode("latin-1"), list(event.headers)
+                )
             raise self._protocol_error(f"unexpected {type(event).__name__} before a response")
 
     async def receive_body(self, *, read_timeout: float) -> bytes:
@@ -266,14 +217,21 @@ class Connection:
                 return b""
             raise self._protocol_error(f"unexpected {type(event).__name__} in a body")
 
-    async def read_body(self, *, read_timeout: float, limit: int = 16 * 1024 * 1024) -> bytes:
-        """The whole response body (for JSON answers), bounded by ``limit`` bytes."""
+    async def read_body(
+        self, *, read_timeout: float, limit: int = 16 * 1024 * 1024, truncate: bool = False
+    ) -> bytes:
+        """The whole response body (for JSON answers), bounded by ``limit`` bytes: past
+        it, a RemoteProtocolError, or with ``truncate`` its first ``limit`` bytes (for
+        an error's body, which is only shown)."""
         pieces: list[bytes] = []
         size = 0
         while chunk := await self.receive_body(read_timeout=read_timeout):
             size += len(chunk)
             if size > limit:
                 self._broken = True
+                if truncate:
+                    pieces.append(chunk)
+                    return b"".join(pieces)[:limit]
                 raise RemoteProtocolError(f"response body larger than {limit} bytes")
             pieces.append(chunk)
         return b"".join(pieces)
@@ -317,6 +275,8 @@ class Connection:
                 with trio.move_on_after(read_timeout) as idle:
                     try:
                         data = bytes(await self._stream.receive_some(_READ_SIZE))
+                        if data:
+                            self.answer_started = True
                     except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                         raise self._protocol_error(
                             f"the connection to {self.origin} broke: {_reason(exc)}"
@@ -377,17 +337,12 @@ def _connect_message(origin: Origin, exc: BaseException) -> str:
             f"the certificate of {origin} could not be verified ({cause.verify_message}); "
             f"if it is signed by a private CA, pass ssl_context= or set SSL_CERT_FILE"
         )
+    if isinstance(cause, ssl.SSLEOFError):
+        return (
+            f"the TLS handshake with {origin} failed: the server closed the connection "
+            f"during the handshake ({cause.reason or cause}); it may accept no TLS "
+            f"version or cipher this client offers (check the server's TLS settings)"
+        )
     if isinstance(cause, ssl.SSLError):
-        return f"the TLS handshake with {origin} failed: {cause}"
+        return f"the TLS handshake with {origin} failed: {cause.reason or cause} ({cause})"
     return f"could not connect to {origin}: {_reason(exc)}"
-
-
-def refused(what: str, status: int, reason: str = "") -> str:
-    """``GET https://… answered HTTP 404 Not Found`` (the standard phrase where the
-    server sent none, as HTTP/2 proxies do)."""
-    if not reason:
-        try:
-            reason = HTTPStatus(status).phrase
-        except ValueError:
-            reason = ""
-    return f"{what} answered HTTP {status} {reason}".rstrip()

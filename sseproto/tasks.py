@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 __all__ = [
+    "TERMINAL_EVENTS",
     "Cancelled",
     "Completed",
     "Failed",
@@ -117,6 +118,8 @@ _STATUSES["canceled"] = _STATUSES["cancelled"]  # the American spelling
 TaskStatus.KNOWN = tuple(_STATUSES[n] for n in ("pending", "waiting", "queued", "running"))
 TaskStatus.KNOWN += (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED)
 TaskStatus.TERMINAL = frozenset((TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED))
+#: The task stream's terminal event types (named like the terminal statuses).
+TERMINAL_EVENTS: Final = frozenset(map(str, TaskStatus.TERMINAL))
 
 
 # -- timestamps --------------------------------------------------------------------
@@ -242,13 +245,42 @@ def _where(sse: ServerSentEvent | None) -> str:
 
 
 _JSON: Final = json.JSONDecoder(strict=False)  # json.loads would build one per call
+#: The deepest JSON accepted (objects and arrays inside each other). Deeper payloads
+#: are refused: re-serialising or printing them would exhaust Python's stack.
+MAX_JSON_DEPTH: Final = 100
 
 
 def _load_json(text: str | bytes) -> Any:
-    """json.loads, tolerant of literal line breaks in strings (data lines joined)."""
+    """json.loads, tolerant of literal line breaks in strings (data lines joined), and
+    bounded in depth.
+
+    Raises:
+        ValueError: Not JSON, or nested deeper than :data:`MAX_JSON_DEPTH`.
+    """
     if isinstance(text, str):
-        return _JSON.decode(text)
-    return json.loads(text, strict=False)  # bytes: json.loads detects the encoding
+        value = _JSON.decode(text)
+        brackets = text.count("{") + text.count("[")
+    else:  # bytes: json.loads detects the encoding
+        value = json.loads(text, strict=False)
+        brackets = text.count(b"{") + text.count(b"[")
+    # Only a payload with more brackets than the bound can be that deep: the common
+    # small one pays two counts, not a walk.
+    if brackets > MAX_JSON_DEPTH and _too_deep(value):
+        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+    return value
+
+
+def _too_deep(value: Any) -> bool:
+    """True if ``value`` nests objects and arrays deeper than MAX_JSON_DEPTH (iterative:
+    a deep value must not exhaust the stack here either)."""
+    stack = [(value, 1)] if isinstance(value, (dict, list)) else []
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        if depth > MAX_JSON_DEPTH:
+            return True
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return False
 
 
 # -- task events -------------------------------------------------------------------

@@ -393,14 +393,14 @@ def test_settings_come_from_the_environment(no_env: pytest.MonkeyPatch) -> None:
     ],
 )
 def test_plain_http_to_another_host_is_refused(no_env: pytest.MonkeyPatch, url: str) -> None:
-    with pytest.raises(ValueError, match="http"):
+    with pytest.raises(sseproto.ConfigurationError, match="http"):
         Client(api_key="sk-test", base_url=url)
 
 
 def test_plain_http_from_the_environment_is_refused(no_env: pytest.MonkeyPatch) -> None:
     no_env.setenv("CYBERUN_API_KEY", "sk-test")
     no_env.setenv("CYBERUN_BASE_URL", "http://example.com/api/v1/r")
-    with pytest.raises(ValueError, match="http"):
+    with pytest.raises(sseproto.ConfigurationError, match="http"):
         Client()
 
 

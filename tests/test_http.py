@@ -18,8 +18,15 @@ import trio
 import trio.testing
 import trustme
 
-from sseproto import ConnectError, ConnectTimeout, ReadTimeout, RemoteProtocolError
+from sseproto import (
+    ConfigurationError,
+    ConnectError,
+    ConnectTimeout,
+    ReadTimeout,
+    RemoteProtocolError,
+)
 from sseproto._http import Connection, Origin, Response, parse_url
+from sseproto._rules import media_type
 from sseproto.testing import Fault, Task, TestServer, serve
 from tests.test_stream import STEPS, closed_port, server_connections
 
@@ -81,7 +88,7 @@ async def test_keep_alive_reuses_the_connection(autojump_clock: trio.testing.Moc
         await trio.sleep(0.1)
         assert server_connections() == 0  # the server saw it close
     assert (first.status_code, second.status_code) == (200, 409)
-    assert first.content_type == "application/json"
+    assert media_type(first.headers["content-type"]) == "application/json"
     assert first.headers["content-length"] == str(len(json.dumps(snapshot)))
     assert snapshot["id"] == "t-1"
     assert "error" in result
@@ -100,7 +107,7 @@ async def test_an_event_stream_is_not_reusable(autojump_clock: trio.testing.Mock
         pieces, error = await read_to_end(conn)
         assert not reusable(conn)  # the server closes a stream's connection after it
     assert response.status_code == 200
-    assert response.content_type == "text/event-stream"
+    assert media_type(response.headers["content-type"]) == "text/event-stream"
     assert error is None
     assert b"".join(pieces).count(b"\n\n") == len(STEPS)
 
@@ -225,10 +232,14 @@ async def test_repr_names_the_origin_and_state(autojump_clock: trio.testing.Mock
         assert repr(conn).endswith("(broken)>")
 
 
-def test_response_content_type() -> None:
-    headers = {"content-type": "Text/Event-Stream ; charset=utf-8"}
-    assert Response(200, "OK", headers).content_type == "text/event-stream"
-    assert Response(200, "OK", {}).content_type == ""
+def test_media_type() -> None:
+    assert media_type("Text/Event-Stream ; charset=utf-8") == "text/event-stream"
+    assert media_type("") == ""
+
+
+def test_response_headers_join_repeats() -> None:
+    fields = [(b"Content-Type", b"text/plain"), (b"Vary", b"a"), (b"vary", b"b")]
+    assert Response(200, "OK", fields).headers == {"content-type": "text/plain", "vary": "a, b"}
 
 
 # -- parse_url -----------------------------------------------------------------------
@@ -279,7 +290,7 @@ def test_parse_url_accepts(
     ],
 )
 def test_parse_url_refuses(url: str, match: str) -> None:
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ConfigurationError, match=match):
         parse_url(url)
 
 
@@ -318,5 +329,5 @@ async def test_every_body_framing_streams_to_its_end(
             while chunk := await conn.receive_body(read_timeout=TIMEOUT):
                 received += chunk
         nursery.cancel_scope.cancel()
-    assert response.content_type == "text/event-stream"
+    assert media_type(response.headers["content-type"]) == "text/event-stream"
     assert received == b"data: a\n\ndata: b\n\n"

@@ -17,6 +17,9 @@ CORE = [
     "_encoder.py",
     "_version.py",
     "tasks.py",
+    "_rules.py",
+    "_eventsource.py",
+    "_watching.py",
 ]
 FORBIDDEN = {"trio", "h11", "ssl", "socket", "time", "asyncio", "threading", "select"}
 

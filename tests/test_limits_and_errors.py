@@ -274,6 +274,7 @@ def test_every_public_name_exported_once() -> None:
         sseproto._events,
         sseproto._encoder,
         sseproto._errors,
+        sseproto._eventsource,
         sseproto.tasks,
     ):
         for name in module.__all__:

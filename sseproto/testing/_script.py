@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from ..tasks import TERMINAL_EVENTS
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -30,8 +32,6 @@ __all__ = [
     "scenario",
     "status",
 ]
-
-TERMINAL_EVENTS = ("completed", "failed", "cancelled")
 
 
 @dataclass(frozen=True)
