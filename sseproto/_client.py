@@ -27,8 +27,8 @@ import trio
 from . import _watching
 from ._errors import (
     ConfigurationError,
+    ContentTypeError,
     HTTPStatusError,
-    ReadTimeout,
     SSEProtoError,
     StreamUnavailable,
     TaskEventError,
@@ -37,6 +37,7 @@ from ._errors import (
 from ._eventsource import Wait
 from ._http import Connection, Response, parse_url
 from ._rules import (
+    ERROR_BODY_LIMIT,
     MAX_REDIRECTS,
     REDIRECT_STATUSES,
     USER_AGENT,
@@ -46,6 +47,7 @@ from ._rules import (
     may_resend,
     parse_retry_after,
     refused,
+    unsupported_encoding,
 )
 from ._stream import open_event_stream
 from .tasks import (
@@ -145,7 +147,7 @@ class Client:
     async def _call(self, method: str, path: str, payload: Any = None) -> Any:
         target = self._base_path.rstrip("/") + path
         body = json.dumps(payload).encode() if payload is not None else b""
-        headers = {**self.headers(), "Accept": "application/json"}
+        headers = {**self.headers(), "Accept": "application/json", "Accept-Encoding": "identity"}
         if payload is not None:
             headers["Content-Type"] = "application/json"
         what = f"{method} {self.base_url}{urlsplit(path).path}"
@@ -189,10 +191,13 @@ class Client:
         # (_rules.may_resend); never once the answer started, nor after a read
         # timeout, when the server may be working on it (a POST must not run twice).
         for attempt in (1, 2):
-            reused = self._conn is not None
-            if reused:
-                conn, self._conn = self._conn, None
-                assert conn is not None
+            idle, self._conn = self._conn, None
+            if idle is not None and not idle.reusable:  # closed, or sent what nobody asked
+                await idle.aclose()
+                idle = None
+            reused = idle is not None
+            if idle is not None:
+                conn = idle
             else:
                 conn = await Connection.connect(
                     self._origin,
@@ -206,16 +211,25 @@ class Client:
                 raw = await conn.read_body(read_timeout=self.read_timeout)
             except TransportError as exc:
                 await conn.aclose()
-                if (
-                    attempt == 1
-                    and not isinstance(exc, ReadTimeout)
-                    and may_resend(reused=reused, answer_started=conn.answer_started)
+                if attempt == 1 and may_resend(
+                    exc, reused=reused, answer_started=conn.answer_started
                 ):
                     continue  # the server had closed the idle connection: send again
                 raise
             except BaseException:
                 await conn.aclose()
                 raise
+            unreadable = unsupported_encoding(header_fields(response.fields))
+            if unreadable is not None:
+                await conn.aclose()
+                raise ContentTypeError(
+                    f"{method} {self.base_url}{urlsplit(target).path} answered in "
+                    f"{unreadable}; sseproto reads only uncompressed answers (check the "
+                    f"server, or a proxy that compresses)",
+                    status_code=response.status_code,
+                    body=raw[:ERROR_BODY_LIMIT],
+                    headers=response.headers,
+                )
             if conn.reusable and self._conn is None:
                 self._conn = conn  # keep one idle connection (calls may run concurrently)
             else:

@@ -147,7 +147,9 @@ class HTTPStatusError(TransportError):
 
 
 class ContentTypeError(HTTPStatusError):
-    """The server answered 200 with a body that is not ``text/event-stream``."""
+    """The server answered with a body sseproto cannot read: a 200 that is not
+    ``text/event-stream`` where a stream was asked for, or a body in a
+    ``Content-Encoding`` other than the identity that was asked for. Not retried."""
 
 
 class ReconnectError(TransportError):

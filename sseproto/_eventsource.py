@@ -98,6 +98,7 @@ from ._rules import (
     parse_url,
     refused,
     shown,
+    unsupported_encoding,
 )
 
 if TYPE_CHECKING:
@@ -341,16 +342,13 @@ class EventSource:
         fields = header_fields(headers)
         content_type = media_type(next((v for k, v in fields if k == "content-type"), ""))
         if status == 200 and content_type == "text/event-stream":
-            encodings = [
-                v.strip().lower() for k, v in fields if k == "content-encoding" and v.strip()
-            ]
-            if any(e != "identity" for e in encodings):
+            unreadable = unsupported_encoding(fields)
+            if unreadable is not None:
                 self._close(
                     ContentTypeError(
-                        f"{self._what} answered an event stream in Content-Encoding "
-                        f"{shown(', '.join(encodings))} although identity was asked for; "
-                        f"sseproto reads only uncompressed streams (check the server or a "
-                        f"proxy that compresses)",
+                        f"{self._what} answered an event stream in {unreadable}; sseproto "
+                        f"reads only uncompressed streams (check the server, or a proxy "
+                        f"that compresses)",
                         status_code=status,
                         headers=joined(fields),
                     )
@@ -531,13 +529,14 @@ class EventSource:
             ended = RemoteProtocolError(f"{self._what} ended without an event")
             self._failed(now, error or ended, backoff=error is not None)
             return
-        if now - self._opened_at + self._base_delay() < SHORT_CONNECTION:
+        base = self._base_delay()
+        if now - self._opened_at + base < SHORT_CONNECTION:
             # Events, but the stream ended at once and the server wants it back at
             # once (retry: 0): that cycle must not run at full speed. Back off.
             self._streak += 1
         else:
             self._streak = 0
-        delay = self._delay()
+        delay = self._delay(base)
         self._schedule(now, delay)
         log.info(
             "%s: %s; resuming in %.1f s with Last-Event-ID %s",
@@ -571,7 +570,8 @@ class EventSource:
             gave_up.__cause__ = error
             self._close(gave_up)
             return
-        delay = self._delay() if backoff else self._base_delay()
+        base = self._base_delay()
+        delay = self._delay(base) if backoff else base
         if retry_after is not None:
             if retry_after > self._max_backoff:
                 log.warning(
@@ -589,8 +589,7 @@ class EventSource:
         retry = self.retry
         if retry > self._max_backoff:
             log.warning(
-                "%s: the server's retry: asks for %.0f s between reconnects; waiting at "
-                "most max_backoff=%.0f s",
+                "%s: the reconnection time (retry:) of %.0f s is above max_backoff; waiting %.0f s",
                 self._what,
                 retry,
                 self._max_backoff,
@@ -598,10 +597,9 @@ class EventSource:
             return self._max_backoff
         return retry
 
-    def _delay(self) -> float:
-        """The reconnection time for the first failure of a streak; then exponential
-        backoff with full jitter, capped at max_backoff."""
-        base = self._base_delay()
+    def _delay(self, base: float) -> float:
+        """The reconnection time (``base``) for the first failure of a streak; then
+        exponential backoff with full jitter, capped at max_backoff."""
         if self._streak <= 1:
             return base
         growth = 2.0 ** min(self._streak - 1, 64)

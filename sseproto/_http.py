@@ -22,6 +22,7 @@ off) is a :class:`~sseproto.TLSHandshakeError`, which nobody retries.
 from __future__ import annotations
 
 import os
+import select
 import ssl
 import sys
 from dataclasses import dataclass
@@ -142,13 +143,35 @@ class Connection:
     @property
     def reusable(self) -> bool:
         """True if the last response was read to its end, the server keeps alive, and
-        it sent nothing after the response (bytes no request asked for)."""
+        it has sent nothing since (neither bytes no request asked for, nor a close):
+        asked again just before a reuse, as an idle connection can change."""
         return (
             not self._broken
             and self._h11.our_state is h11.DONE
             and self._h11.their_state is h11.DONE
             and not self._h11.trailing_data[0]
+            and not self._socket_readable()
         )
+
+    def _socket_readable(self) -> bool:
+        """Whether the socket under the stream has bytes or an end of file waiting: on
+        an idle connection, either means it cannot carry the next request."""
+        stream = self._stream
+        if isinstance(stream, trio.SSLStream):
+            stream = stream.transport_stream
+        if not isinstance(stream, trio.SocketStream):
+            return False  # a test's in-memory stream: nothing to ask
+        try:
+            fd = stream.socket.fileno()
+        except OSError:
+            return True
+        if fd < 0:
+            return True
+        if hasattr(select, "poll"):
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            return bool(poller.poll(0))
+        return bool(select.select([fd], [], [], 0)[0])  # pragma: no cover (Windows)
 
     async def request(
         self,

@@ -23,6 +23,7 @@ from urllib.parse import urljoin, urlsplit
 from ._errors import (
     ConfigurationError,
     HTTPStatusError,
+    RemoteProtocolError,
     TLSHandshakeError,
     TransportError,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "parse_url",
     "refused",
     "shown",
+    "unsupported_encoding",
 ]
 
 # -- the policies' constants (seconds as floats) -------------------------------------
@@ -346,6 +348,15 @@ def media_type(value: str) -> str:
     return value.split(";", 1)[0].strip().lower()
 
 
+def unsupported_encoding(fields: HeaderFields) -> str | None:
+    """What is wrong with a body's Content-Encoding (``"Content-Encoding 'gzip'"``),
+    or None when it is identity: sseproto asks for identity and decodes nothing else."""
+    encodings = [v.strip().lower() for k, v in fields if k == "content-encoding" and v.strip()]
+    if any(e != "identity" for e in encodings):
+        return f"Content-Encoding {shown(', '.join(encodings))} although identity was asked for"
+    return None
+
+
 def parse_retry_after(value: str | None) -> float | None:
     """A ``Retry-After`` in seconds, or None (absent, or an HTTP date)."""
     if value is None:
@@ -367,12 +378,14 @@ def is_transient(error: BaseException) -> bool:
     return isinstance(error, TransportError) and not isinstance(error, TLSHandshakeError)
 
 
-def may_resend(*, reused: bool, answer_started: bool) -> bool:
-    """Whether a request that failed may be sent again on a new connection.
+def may_resend(error: BaseException, *, reused: bool, answer_started: bool) -> bool:
+    """Whether a request that failed with ``error`` may be sent again on a new
+    connection.
 
-    Only a request sent on a reused keep-alive connection that the server had
-    already closed (nothing of the answer arrived): the server never saw it. Once a
-    byte of the answer arrived, the server may have acted on it, so nothing is sent
-    twice (a POST must not run twice).
+    Only a request sent on a reused keep-alive connection that the server had already
+    closed (a RemoteProtocolError before a byte of the answer arrived): the server
+    never saw it. Once a byte of the answer arrived, or after a read timeout (the
+    server may be working on it), it may have acted on the request, so nothing is
+    sent twice (a POST must not run twice).
     """
-    return reused and not answer_started
+    return reused and not answer_started and isinstance(error, RemoteProtocolError)

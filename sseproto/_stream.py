@@ -24,6 +24,7 @@ import trio
 from ._errors import EventStreamError, TransportError
 from ._eventsource import Connect, EventSource, Stop, Wait
 from ._http import Connection, parse_url
+from ._parser import DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_LINE_BYTES
 from ._rules import ERROR_BODY_LIMIT, ERROR_BODY_SECONDS, MAX_ATTEMPTS, MAX_BACKOFF
 
 if TYPE_CHECKING:
@@ -60,6 +61,8 @@ class EventStream:
         max_backoff: float,
         rng: random.Random | None,
         reconnect_after: Callable[[ServerSentEvent | None], bool] | None = None,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     ) -> None:
         self.source = EventSource(
             url,
@@ -69,6 +72,8 @@ class EventStream:
             max_backoff=max_backoff,
             rng=rng,
             reconnect_after=reconnect_after,
+            max_line_bytes=max_line_bytes,
+            max_event_bytes=max_event_bytes,
         )
         self._what = self.source._what
         self._ssl_context = ssl_context
@@ -198,6 +203,8 @@ async def open_event_stream(
     max_backoff: float = MAX_BACKOFF,
     rng: random.Random | None = None,
     reconnect_after: Callable[[ServerSentEvent | None], bool] | None = None,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
 ) -> AsyncIterator[EventStream]:
     """Open any SSE endpoint as a reconnecting stream of events.
 
@@ -218,12 +225,16 @@ async def open_event_stream(
         read_timeout: Seconds without a byte before the connection is presumed dead
             and replaced (heartbeat comments count as bytes).
         max_attempts: Failed reconnection attempts in a row before giving up.
-        max_backoff: The cap of the exponential backoff, in seconds.
+        max_backoff: The cap of every wait, in seconds: the backoff, and the server's
+            ``retry:`` and ``Retry-After`` too.
         rng: The random source of the backoff's jitter (for reproducible tests).
         reconnect_after: Decides, when the server ends a body cleanly, whether to
             reconnect, given the last event of that connection (None if it sent
             none). Default: always, as EventSource does. The task client uses it to
             stop after an ``error`` event followed by a close (the API's signal).
+        max_line_bytes: The longest line accepted (16 MiB by default); past it, the
+            events already complete are delivered, then an ``EventStreamError``.
+        max_event_bytes: The most data one event may carry (16 MiB by default).
 
     An overall deadline is the caller's: wrap the block in ``trio.move_on_after``.
     Leaving the block, an exception or a cancellation closes the connection at once.
@@ -239,6 +250,8 @@ async def open_event_stream(
         max_backoff=max_backoff,
         rng=rng,
         reconnect_after=reconnect_after,
+        max_line_bytes=max_line_bytes,
+        max_event_bytes=max_event_bytes,
     )
     try:
         yield stream
