@@ -428,13 +428,18 @@ class EventSource:
             events = parser.feed(chunk)
         except EventStreamError as exc:
             exc.events = self._accept(exc.events) if exc.events else []
-            self.last_event_id = parser.last_event_id
+            if not self._replaying:
+                self.last_event_id = parser.last_event_id
             self._close(exc)
             raise
-        self.last_event_id = parser.last_event_id
         if parser.retry is not None:
             self.server_retry = parser.retry
-        return self._accept(events) if events else events
+        if events:
+            events = self._accept(events)
+        # Replays do not move the resume point back: only once they are over.
+        if not self._replaying:
+            self.last_event_id = parser.last_event_id
+        return events
 
     def _accept(self, events: list[ServerSentEvent]) -> list[ServerSentEvent]:
         """Drop the replays, remember the rest."""
@@ -522,18 +527,20 @@ class EventSource:
         if error is None and self._reconnect_after is not None and not self._reconnect_after(last):
             self._close(None)  # the caller's rule: a clean end here means stop
             return
+        base = self._base_delay()
+        # The stream ended at once and the server wants it back at once (retry: 0):
+        # that cycle must not run at full speed.
+        short = now - self._opened_at + base < SHORT_CONNECTION
         if not self._delivered:
             # A connection that delivered nothing is a failed attempt, even if its
             # body ended cleanly: a server that keeps answering empty streams meets
-            # max_attempts too (a clean end still waits only the reconnection time).
+            # max_attempts too (a clean end waits only the reconnection time, unless
+            # that cycle is short).
             ended = RemoteProtocolError(f"{self._what} ended without an event")
-            self._failed(now, error or ended, backoff=error is not None)
+            self._failed(now, error or ended, backoff=error is not None or short)
             return
-        base = self._base_delay()
-        if now - self._opened_at + base < SHORT_CONNECTION:
-            # Events, but the stream ended at once and the server wants it back at
-            # once (retry: 0): that cycle must not run at full speed. Back off.
-            self._streak += 1
+        if short:
+            self._streak += 1  # events, but back off all the same
         else:
             self._streak = 0
         delay = self._delay(base)
@@ -557,9 +564,9 @@ class EventSource:
         self._state = _WAITING
         self._failures += 1
         self._streak += 1
-        # max_attempts counts reconnections: before any connection has become a
-        # stream, the first attempt of the streak is the initial one.
-        reconnects = self._failures - (1 if self.connections == 0 else 0)
+        # max_attempts counts reconnections: until an event has arrived, the first
+        # attempt of the streak is the initial one (an empty stream is a failure too).
+        reconnects = self._failures - (1 if self._last_event is None else 0)
         if reconnects >= self._max_attempts:
             gave_up = ReconnectError(
                 f"gave up on {self._what}: {reconnects} reconnection attempts in a row "
