@@ -41,6 +41,7 @@ from ._eventsource import Connect, EventSource, Stop, Wait
 from ._parser import Comment, EventStreamParser, ServerSentEvent
 from ._version import __version__
 from .tasks import (
+    MAX_JSON_DEPTH,
     TERMINAL_EVENTS,
     Cancelled,
     Completed,
@@ -63,6 +64,7 @@ from .tasks import (
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "MAX_JSON_DEPTH",
     "TERMINAL_EVENTS",
     "Cancelled",
     "CertificateError",

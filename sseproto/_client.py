@@ -54,6 +54,7 @@ from .tasks import (
     TaskEvent,
     TaskResult,
     TaskSnapshot,
+    _load_json,
     decode_task_result,
     decode_task_snapshot,
 )
@@ -179,7 +180,7 @@ class Client:
         if not raw.strip():
             return None
         try:
-            return json.loads(raw)
+            return _load_json(raw)  # bounded in depth, as every decoder's JSON
         except ValueError as exc:
             raise TaskEventError(f"{method} {path} did not answer JSON ({exc})") from None
 

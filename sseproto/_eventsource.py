@@ -62,7 +62,7 @@ import math
 import random
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from ._errors import (
     ConfigurationError,
@@ -89,6 +89,7 @@ from ._rules import (
     TRANSIENT_STATUSES,
     USER_AGENT,
     check_headers,
+    count,
     follow_redirect,
     header_fields,
     header_value_ok,
@@ -97,6 +98,7 @@ from ._rules import (
     parse_retry_after,
     parse_url,
     refused,
+    seconds,
     shown,
     unsupported_encoding,
 )
@@ -206,10 +208,10 @@ class EventSource:
         self._what = f"GET {origin}{target.split('?', 1)[0]}"
         if not isinstance(last_event_id, str) or any(c in last_event_id for c in "\0\r\n"):
             raise ConfigurationError("last_event_id is a str without NUL, CR or LF")
-        self._max_backoff = _number("max_backoff", max_backoff, positive=True)
-        self._retry = _number("retry", retry)
-        self._max_attempts = _count("max_attempts", max_attempts)
-        self._max_redirects = _count("max_redirects", max_redirects)
+        self._max_backoff = seconds("max_backoff", max_backoff, positive=True)
+        self._retry = seconds("retry", retry)
+        self._max_attempts = count("max_attempts", max_attempts)
+        self._max_redirects = count("max_redirects", max_redirects)
         self._max_line_bytes = max_line_bytes
         self._max_event_bytes = max_event_bytes
         self._new_parser()  # checks the limits now, not at a connect
@@ -632,17 +634,3 @@ def _ours(error: BaseException | None) -> SSEProtoError | None:
     wrapped = TransportError(f"{type(error).__name__}: {error}")
     wrapped.__cause__ = error
     return wrapped
-
-
-def _number(name: str, value: Any, *, positive: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigurationError(f"{name} must be a finite number of seconds, not {value!r}")
-    if value < 0 or (positive and value == 0):
-        raise ConfigurationError(f"{name} must be {'above' if positive else 'at least'} 0")
-    return float(value)
-
-
-def _count(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigurationError(f"{name} must be an int of at least 0, not {value!r}")
-    return value

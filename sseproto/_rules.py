@@ -14,10 +14,11 @@ before anything is sent, and a value that may be a secret is never quoted.
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 from ._errors import (
@@ -49,6 +50,7 @@ __all__ = [
     "HeaderFields",
     "Origin",
     "check_headers",
+    "count",
     "follow_redirect",
     "header_fields",
     "header_value_ok",
@@ -59,6 +61,7 @@ __all__ = [
     "parse_retry_after",
     "parse_url",
     "refused",
+    "seconds",
     "shown",
     "unsupported_encoding",
 ]
@@ -389,3 +392,30 @@ def may_resend(error: BaseException, *, reused: bool, answer_started: bool) -> b
     sent twice (a POST must not run twice).
     """
     return reused and not answer_started and isinstance(error, RemoteProtocolError)
+
+
+# -- settings --------------------------------------------------------------------------
+
+
+def seconds(name: str, value: Any, *, positive: bool = False) -> float:
+    """A setting in seconds: a finite number, at least 0 (above 0 if ``positive``).
+
+    Raises:
+        ConfigurationError: Anything else.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigurationError(f"{name} must be a finite number of seconds, not {value!r}")
+    if value < 0 or (positive and value == 0):
+        raise ConfigurationError(f"{name} must be {'above' if positive else 'at least'} 0")
+    return float(value)
+
+
+def count(name: str, value: Any) -> int:
+    """A setting that counts: an int, at least 0.
+
+    Raises:
+        ConfigurationError: Anything else.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigurationError(f"{name} must be an int of at least 0, not {value!r}")
+    return value

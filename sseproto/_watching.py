@@ -41,7 +41,7 @@ from ._errors import (
     UsageError,
 )
 from ._eventsource import Wait
-from ._rules import MAX_BACKOFF, MAX_POLL_FAILURES, is_transient, shown
+from ._rules import MAX_BACKOFF, MAX_POLL_FAILURES, count, is_transient, seconds, shown
 from .tasks import (
     TERMINAL_EVENTS,
     Cancelled,
@@ -133,9 +133,12 @@ class WatchPolicy:
 
     Args:
         task_id: The task (for messages).
-        poll_interval: Seconds between polls.
+        poll_interval: Seconds between polls (above 0).
         max_backoff: The cap of a server's ``Retry-After``.
         max_failures: Transient failures in a row before a call's error is final.
+
+    Raises:
+        ConfigurationError: A setting that cannot work.
     """
 
     def __init__(
@@ -147,9 +150,9 @@ class WatchPolicy:
         max_failures: int = MAX_POLL_FAILURES,
     ) -> None:
         self.task_id = task_id
-        self._interval = poll_interval
-        self._max_backoff = max_backoff
-        self._max_failures = max_failures
+        self._interval = seconds("poll_interval", poll_interval, positive=True)
+        self._max_backoff = seconds("max_backoff", max_backoff, positive=True)
+        self._max_failures = count("max_failures", max_failures)
         self._phase = _STREAM
         self._at: float | None = None
         self._failures = 0

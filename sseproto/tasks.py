@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 __all__ = [
+    "MAX_JSON_DEPTH",
     "TERMINAL_EVENTS",
     "Cancelled",
     "Completed",
@@ -257,12 +258,15 @@ def _load_json(text: str | bytes) -> Any:
     Raises:
         ValueError: Not JSON, or nested deeper than :data:`MAX_JSON_DEPTH`.
     """
-    if isinstance(text, str):
-        value = _JSON.decode(text)
-        brackets = text.count("{") + text.count("[")
-    else:  # bytes: json.loads detects the encoding
-        value = json.loads(text, strict=False)
-        brackets = text.count(b"{") + text.count(b"[")
+    try:
+        if isinstance(text, str):
+            value = _JSON.decode(text)
+            brackets = text.count("{") + text.count("[")
+        else:  # bytes: json.loads detects the encoding
+            value = json.loads(text, strict=False)
+            brackets = text.count(b"{") + text.count(b"[")
+    except RecursionError:  # deeper than the interpreter's stack: past the bound too
+        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels") from None
     # Only a payload with more brackets than the bound can be that deep: the common
     # small one pays two counts, not a walk.
     if brackets > MAX_JSON_DEPTH and _too_deep(value):
@@ -411,12 +415,12 @@ def decode_task_event(sse: ServerSentEvent) -> TaskEvent:
     if decode is None:
         try:
             value = _load_json(sse.data)
-        except (ValueError, RecursionError):
+        except ValueError:
             value = None
         return UnknownEvent(sse.event, sse.data, value, sse)
     try:
         obj = _load_json(sse.data)
-    except (ValueError, RecursionError) as exc:
+    except ValueError as exc:
         raise TaskEventError(
             f"{_where(sse)} does not carry JSON ({exc}); data starts {sse.data[:80]!r}",
             event=sse,
@@ -494,8 +498,10 @@ def _as_object(obj: object, what: str) -> dict[str, Any]:
     if isinstance(obj, (str, bytes, bytearray)):
         try:
             obj = _load_json(obj if isinstance(obj, str) else bytes(obj))
-        except (ValueError, RecursionError) as exc:
+        except ValueError as exc:
             raise TaskEventError(f"the {what} is not JSON ({exc})") from None
+    elif isinstance(obj, dict) and _too_deep(obj):  # a dict decoded elsewhere
+        raise TaskEventError(f"the {what} is nested deeper than {MAX_JSON_DEPTH} levels")
     if not isinstance(obj, dict):
         raise TaskEventError(f"the {what} must be a JSON object, got {type(obj).__name__}")
     return obj

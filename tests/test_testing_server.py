@@ -31,6 +31,7 @@ import pytest
 import trio
 import trio.testing
 
+import sseproto
 from sseproto import (
     Cancelled,
     Comment,
@@ -1235,3 +1236,10 @@ async def test_a_last_event_id_it_cannot_read_starts_over(
     events = parser.feed(raw)
     assert not parser.close()
     assert [e.id for e in events] == [str(n) for n in range(1, len(Task().timeline) + 1)]
+
+
+@pytest.mark.parametrize("port", [-1, 65536, 99999])
+async def test_a_port_out_of_range_is_refused_not_wrapped(port: int) -> None:
+    with pytest.raises(sseproto.ConfigurationError, match="port"):
+        async with serve(port=port):
+            pass

@@ -533,3 +533,17 @@ def test_the_repr_names_the_task_and_phase() -> None:
     assert TASK in repr(policy)
     follow(policy)
     assert "streaming" in repr(policy)
+
+
+@pytest.mark.parametrize("interval", [0, -1.0, float("nan"), float("inf"), "3"])
+def test_a_poll_interval_that_cannot_work_is_refused(interval: Any) -> None:
+    with pytest.raises(sseproto.ConfigurationError, match="poll_interval"):
+        WatchPolicy(TASK, poll_interval=interval)
+
+
+async def test_watch_refuses_it_before_any_request() -> None:
+    # No server: a request would be a ConnectError, not this.
+    with pytest.raises(sseproto.ConfigurationError, match="poll_interval"):
+        await sseproto.watch(
+            TASK, api_key="sk-x", base_url="https://127.0.0.1:9/api", poll_interval=-1
+        )

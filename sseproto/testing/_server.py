@@ -33,6 +33,7 @@ import h11
 import trio
 
 from .._encoder import encode_comment, encode_event
+from .._errors import ConfigurationError
 from ._script import Fault, Step, Task, cancelled
 
 if TYPE_CHECKING:
@@ -544,7 +545,12 @@ async def serve(
 
     Yields:
         The server: ``base_url``, ``token``, ``ssl_context``, ``ca_path``, ``requests``.
+
+    Raises:
+        ConfigurationError: ``port`` is not 0 to 65535 (the OS would wrap it silently).
     """
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ConfigurationError(f"port must be an int from 0 to 65535, not {port!r}")
     ca_dir = tempfile.mkdtemp(prefix="sseproto-test-")
     try:
         server = TestServer(tasks or {}, token or f"sk-test-{secrets.token_hex(16)}", ca_dir)
