@@ -4,22 +4,28 @@ Every subcommand is a thin shell over the library: ``watch`` and ``demo`` call
 :func:`sseproto.watch` (the demo against the embedded test server, over real TLS on
 loopback), ``tail`` is :func:`sseproto.open_event_stream`, ``parse`` the sans-IO
 parser. Progress goes to stderr, results to stdout; ``--json`` writes JSON Lines.
-A user error is one line that says what to do, never a traceback.
+A user error is one line that says what to do, never a traceback; only the library's
+own errors (:class:`~sseproto.SSEProtoError`) and the command line's are caught, so a
+bug still shows its traceback. Text from a server is printed literally, with the
+characters a terminal would act on escaped (:func:`_printable`).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import itertools
 import json
 import logging
+import math
 import os
+import re
 import ssl
 import sys
 from dataclasses import fields, is_dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 import trio
 
@@ -30,9 +36,11 @@ from ._errors import (
     HTTPStatusError,
     SSEProtoError,
     TaskCancelled,
+    TaskEventError,
     TaskFailed,
 )
 from ._parser import EventStreamParser, ServerSentEvent
+from ._rules import check_headers
 from ._stream import open_event_stream
 from ._version import __version__
 
@@ -62,38 +70,71 @@ class _UserError(Exception):
 
 # -- output ----------------------------------------------------------------------------
 
+# What a terminal acts on instead of showing: the C0 controls (ESC starts the sequences
+# that move the cursor, clear the screen, set the title or make a link; CR and LF
+# would forge lines), DEL, the C1 controls (U+009B is a CSI on its own), the Unicode
+# line and paragraph separators, and the bidirectional embeddings, overrides and
+# isolates (which make text read as something it is not).
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
-def to_json(value: Any) -> Any:
-    """A JSON-able view of events, snapshots and results (dataclasses, datetimes)."""
+
+def _printable(text: object) -> str:
+    """Text from a server (or quoting one), safe for a terminal: each character of
+    ``_UNSAFE`` becomes a ``\\uXXXX`` escape. The same escape means the same character
+    in JSON, and json.dumps leaves these characters only inside strings, so a JSON
+    line passed through here still decodes to exactly what it encoded."""
+    return _UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", str(text))
+
+
+def to_json(value: Any, _depth: int = 0) -> Any:
+    """A JSON-able view of events, snapshots and results (dataclasses, datetimes).
+
+    Raises:
+        TaskEventError: Objects and arrays nested deeper than ``MAX_JSON_DEPTH``: the
+            decoders refuse such JSON text, but take Python objects as they are, and
+            this function (and ``json.dumps``) would exhaust the stack on them.
+    """
     if isinstance(value, ServerSentEvent):
         return {"event": value.event, "data": value.data, "id": value.id}
     if is_dataclass(value) and not isinstance(value, type):
+        # Not counted as a level: the decoded objects never contain one another, so
+        # only their JSON values nest.
         out: dict[str, Any] = {"type": type(value).__name__}
         for f in fields(value):
             if f.name in ("sse", "raw"):
                 continue
-            out[f.name] = to_json(getattr(value, f.name))
+            out[f.name] = to_json(getattr(value, f.name), _depth)
         return out
     if isinstance(value, datetime):
         return value.isoformat()
-    if isinstance(value, dict):
-        return {str(k): to_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_json(v) for v in value]
+    if isinstance(value, (dict, list, tuple)):
+        if _depth >= _tasks.MAX_JSON_DEPTH:
+            raise TaskEventError(
+                f"the server sent JSON nested deeper than {_tasks.MAX_JSON_DEPTH} levels; "
+                f"it is not printed"
+            )
+        if isinstance(value, dict):
+            return {str(k): to_json(v, _depth + 1) for k, v in value.items()}
+        return [to_json(v, _depth + 1) for v in value]
     if isinstance(value, BaseException):
         return {"type": type(value).__name__, "message": str(value)}
     return value
 
 
 def _print_json(value: Any, out: TextIO = sys.stdout) -> None:
-    print(json.dumps(to_json(value), ensure_ascii=False), file=out, flush=True)
+    print(_printable(json.dumps(to_json(value), ensure_ascii=False)), file=out, flush=True)
+
+
+def _print_error(message: object) -> None:
+    """``sseproto: <message>`` on stderr (messages may quote the server)."""
+    print(f"sseproto: {_printable(message)}", file=sys.stderr, flush=True)
 
 
 class _Display:
     """A live progress display on stderr (rich when installed, plain lines otherwise)."""
 
     def __init__(self, label: str, *, enabled: bool = True) -> None:
-        self.label = label
+        self.label = _printable(label)
         self._progress: Any = None
         if not enabled:  # --json: stdout carries the events, stderr stays quiet
             return
@@ -105,16 +146,18 @@ class _Display:
         console = Console(stderr=True)
         if not console.is_interactive:  # a log file or CI: a plain line per event
             return
+        # The label and the detail are literal text, never rich markup: a server's
+        # "[link=...]" must not become a link, nor a stray "[/x]" crash the display.
         self._progress = Progress(
-            TextColumn("[bold]{task.fields[label]}"),
+            TextColumn("{task.fields[label]}", style="bold", markup=False),
             BarColumn(),
             TextColumn("{task.percentage:>3.0f}%"),
-            TextColumn("{task.fields[detail]}"),
+            TextColumn("{task.fields[detail]}", markup=False),
             TimeElapsedColumn(),
             console=console,
             transient=False,
         )
-        self._task = self._progress.add_task("", total=1.0, label=label, detail="connecting")
+        self._task = self._progress.add_task("", total=1.0, label=self.label, detail="connecting")
 
     def __enter__(self) -> _Display:
         if self._progress is not None:
@@ -129,6 +172,7 @@ class _Display:
 
     def update(self, item: Any) -> None:
         detail, done = _describe(item)
+        detail = _printable(detail)
         if self._progress is None:
             share = "" if done is None else f"{done:4.0%} "
             print(f"{self.label}: {share}{detail}", file=sys.stderr, flush=True)
@@ -145,7 +189,7 @@ class _LogLines(logging.Handler):
     console: Any = None
 
     def emit(self, record: logging.LogRecord) -> None:
-        line = f"  {record.getMessage()}"
+        line = f"  {_printable(record.getMessage())}"
         if _LogLines.console is not None:
             _LogLines.console.print(line, style="dim", markup=False, highlight=False)
         else:
@@ -185,7 +229,21 @@ def _describe(item: Any) -> tuple[str, float | None]:
 
 def _ssl_context(args: argparse.Namespace) -> ssl.SSLContext | None:
     cacert = getattr(args, "cacert", None)
-    return ssl.create_default_context(cafile=cacert) if cacert else None
+    if not cacert:
+        return None
+    try:
+        return ssl.create_default_context(cafile=cacert)
+    except ssl.SSLError as exc:  # before OSError, which it is too
+        raise _UserError(
+            f"--cacert {cacert!r} is not a PEM CA file ({exc.reason or exc}); give the "
+            f"CA's certificate in PEM form (-----BEGIN CERTIFICATE-----)",
+            EXIT_USAGE,
+        ) from None
+    except OSError as exc:
+        raise _UserError(
+            f"--cacert {cacert!r}: {exc.strerror or exc}; give the path of a PEM CA file",
+            EXIT_USAGE,
+        ) from None
 
 
 async def _watch_one(
@@ -206,18 +264,19 @@ async def _watch_one(
         try:
             result = await watch(task_id, on_event=on_event, poll_interval=poll_interval, **client)
         except TaskFailed as exc:
-            print(f"task {task_id} failed: {exc.error or 'no reason given'}", file=sys.stderr)
+            reason = exc.error or "no reason given"
+            print(_printable(f"task {task_id} failed: {reason}"), file=sys.stderr)
             return EXIT_FAILED
         except TaskCancelled:
-            print(f"task {task_id} was cancelled", file=sys.stderr)
+            print(_printable(f"task {task_id} was cancelled"), file=sys.stderr)
             return EXIT_CANCELLED
     if as_json:
         _print_json(result)
     else:
         for url in result.artifact_urls():
-            print(url)
+            print(_printable(url))
         if not result.artifact_urls():
-            print(json.dumps(to_json(result.output), ensure_ascii=False))
+            _print_json(result.output)
     return EXIT_OK
 
 
@@ -258,12 +317,14 @@ async def _cancel_on_server(task_id: str, client: dict[str, Any]) -> None:
             async with Client(**client) as c:
                 await c.cancel_task(task_id)
         except SSEProtoError as exc:
-            print(f"could not cancel task {task_id} on the server: {exc}", file=sys.stderr)
+            message = f"could not cancel task {task_id} on the server: {exc}"
+            print(_printable(message), file=sys.stderr)
             return
     if scope.cancelled_caught:
-        print(f"could not cancel task {task_id} on the server in 10 s", file=sys.stderr)
+        message = f"could not cancel task {task_id} on the server in 10 s"
     else:
-        print(f"cancelled task {task_id} on the server", file=sys.stderr)
+        message = f"cancelled task {task_id} on the server"
+    print(_printable(message), file=sys.stderr)
 
 
 async def cmd_run(args: argparse.Namespace) -> int:
@@ -276,24 +337,37 @@ async def cmd_run(args: argparse.Namespace) -> int:
             parameters[key] = json.loads(value)
         except ValueError:
             parameters[key] = value  # a plain string
+        except RecursionError:
+            raise _UserError(f"-p {key}: the JSON value is nested too deeply", EXIT_USAGE) from None
     client = _client_args(args)
     async with Client(**client) as c:
         task_id = await c.run_workflow(args.workflow, parameters)
-    print(json.dumps({"task_id": task_id}) if args.json else task_id, flush=True)
+    if args.json:
+        _print_json({"task_id": task_id})
+    else:
+        print(_printable(task_id), flush=True)  # the server's id
     if not args.watch:
         return EXIT_OK
     return await _watch_one(task_id, as_json=args.json, poll_interval=args.poll_interval, **client)
 
 
 def _headers(options: list[str] | None) -> dict[str, str]:
-    """The -H 'Name: value' options as a dict."""
-    headers: dict[str, str] = {}
+    """The -H 'Name: value' options as a dict, each checked as the library will."""
+    pairs: list[tuple[str, str]] = []
     for header in options or []:
         name, sep, value = header.partition(":")
         if not sep or not name.strip():
-            raise _UserError(f"-H takes 'Name: value', not {header!r}", EXIT_USAGE)
-        headers[name.strip()] = value.strip()
-    return headers
+            # Not quoted: a header given without its name may be just the secret.
+            raise _UserError("-H takes 'Name: value' (a name, a colon, the value)", EXIT_USAGE)
+        pairs.append((name.strip(), value.strip()))
+    for name, _ in pairs:
+        if name.lower() == "last-event-id":
+            raise _UserError("-H cannot set Last-Event-ID: use --last-event-id", EXIT_USAGE)
+    try:
+        check_headers(pairs)  # a name or value HTTP cannot carry; never shows the value
+    except ConfigurationError as exc:
+        raise _UserError(f"-H: {exc}", EXIT_USAGE) from None
+    return dict(pairs)
 
 
 async def cmd_tail(args: argparse.Namespace) -> int:
@@ -314,7 +388,15 @@ async def cmd_tail(args: argparse.Namespace) -> int:
 
 
 def cmd_parse(args: argparse.Namespace) -> int:
-    source = sys.stdin.buffer if args.file in (None, "-") else open(args.file, "rb")  # noqa: SIM115
+    source: BinaryIO = sys.stdin.buffer
+    if args.file not in (None, "-"):
+        try:
+            source = open(args.file, "rb")  # noqa: SIM115 (closed below)
+        except OSError as exc:
+            raise _UserError(
+                f"cannot read {args.file!r}: {exc.strerror or exc}; give a file, or - for stdin",
+                EXIT_USAGE,
+            ) from None
     parser: EventStreamParser[Any] = EventStreamParser(comments=args.comments)
     try:
         while chunk := source.read(65536):
@@ -326,6 +408,10 @@ def cmd_parse(args: argparse.Namespace) -> int:
     if parser.close():
         print("warning: the stream ended in the middle of an event", file=sys.stderr)
     return EXIT_OK
+
+
+#: Why a --port cannot be listened on: in use, privileged, or not on this host.
+_CANNOT_LISTEN = frozenset({errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL})
 
 
 async def cmd_serve(args: argparse.Namespace) -> int:  # runs until Ctrl-C
@@ -342,7 +428,20 @@ async def cmd_serve(args: argparse.Namespace) -> int:  # runs until Ctrl-C
         except ValueError as exc:
             raise _UserError(str(exc), EXIT_USAGE) from None
         names[task_id] = name
-    async with serve(scripted, token=args.token, port=args.port) as server:
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            server = await stack.enter_async_context(
+                serve(scripted, token=args.token, port=args.port)
+            )
+        except (OSError, BaseExceptionGroup) as exc:  # trio's nursery may wrap it
+            error = _unwrap(exc)
+            if not (isinstance(error, OSError) and error.errno in _CANNOT_LISTEN):
+                raise
+            raise _UserError(
+                f"cannot listen on 127.0.0.1 port {args.port}: {error.strerror or error}; "
+                f"choose another --port (0: any free one)",
+                EXIT_ERROR,
+            ) from None
         print(f"base URL: {server.base_url}", flush=True)
         print(f"token:    {server.token}", flush=True)
         print(f"CA file:  {server.ca_path}  (export SSL_CERT_FILE=... to trust it)", flush=True)
@@ -451,9 +550,42 @@ _EXIT_CODES = """exit status:
   1    the task failed
   2    a usage error
   3    the task was cancelled
-  4    no API key, or the server refused it (401, 403)
+  4    no API key or another setting that cannot work, or the key refused (401, 403)
   5    any other error (network, protocol, --timeout)
   130  interrupted (Ctrl-C)"""
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"takes a number of seconds above 0, not {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    """An argparse type: a whole number above 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"takes a whole number above 0, not {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    """An argparse type: a TCP port, or 0 for any free one."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"takes a port from 0 to 65535, not {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -473,7 +605,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--json", action="store_true", help="JSON Lines on stdout")
         p.add_argument(
             "--poll-interval",
-            type=float,
+            type=_seconds,
             default=3.0,
             metavar="S",
             help="seconds between polls where the stream is unavailable (default: 3)",
@@ -481,7 +613,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="watch two simulated tasks on an embedded server")
     p.add_argument("--json", action="store_true", help="JSON Lines on stdout")
-    p.add_argument("--interval", type=float, default=0.25, metavar="S", help="between steps")
+    p.add_argument("--interval", type=_seconds, default=0.25, metavar="S", help="between steps")
 
     p = sub.add_parser(
         "watch",
@@ -491,7 +623,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("task_id")
     api_options(p)
-    p.add_argument("--timeout", type=float, default=None, metavar="S", help="give up after S s")
+    p.add_argument("--timeout", type=_seconds, default=None, metavar="S", help="give up after S s")
     p.add_argument(
         "--cancel-on-interrupt",
         action="store_true",
@@ -519,7 +651,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("url")
     p.add_argument("-H", "--header", action="append", metavar="'Name: value'")
     p.add_argument("--last-event-id", default=None)
-    p.add_argument("-n", "--count", type=int, default=None, help="stop after N events")
+    p.add_argument("-n", "--count", type=_count, default=None, help="stop after N events")
     p.add_argument("--cacert", default=None, help="a PEM CA file to trust")
 
     p = sub.add_parser("parse", help="a captured stream (file or -) to JSON Lines")
@@ -529,13 +661,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="measure an SSE endpoint (no URL: the whole stack)")
     p.add_argument("url", nargs="?", default=None)
     p.add_argument("-H", "--header", action="append", metavar="'Name: value'")
-    p.add_argument("--duration", type=float, default=10.0, metavar="S")
-    p.add_argument("--events", type=int, default=20000, help="events (embedded server)")
+    p.add_argument("--duration", type=_seconds, default=10.0, metavar="S")
+    p.add_argument("--events", type=_count, default=20000, help="events (embedded server)")
     p.add_argument("--cacert", default=None, help="a PEM CA file to trust")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
 
     p = sub.add_parser("serve", help="run the embedded test server in the foreground")
-    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--port", type=_port, default=0, help="default: any free one")
     p.add_argument("--token", default=None, help="default: a random sk-test-... key")
     p.add_argument(
         "--task",
@@ -544,7 +676,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="script a task: comfyui, nerfstudio, failed, cancelled, flaky (drops twice) or "
         "polling (no stream); any other id runs a ComfyUI-like timeline",
     )
-    p.add_argument("--interval", type=float, default=0.5, metavar="S", help="between steps")
+    p.add_argument("--interval", type=_seconds, default=0.5, metavar="S", help="between steps")
     return ap
 
 
@@ -601,19 +733,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         # a client hangs up. Further writes go nowhere, so Python's exit flush is quiet.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
+    # Only deliberate errors are caught: the command line's own and the library's (a
+    # ValueError or OSError reaching here is a bug, and shows its traceback).
     except _UserError as exc:
-        print(f"sseproto: {exc}", file=sys.stderr)
+        _print_error(exc)
         return exc.code
-    except ConfigurationError as exc:
-        print(f"sseproto: {exc}", file=sys.stderr)
+    except ConfigurationError as exc:  # a missing key, a URL or header that cannot work
+        _print_error(exc)
         return EXIT_AUTH
     except HTTPStatusError as exc:
         generic = command in ("tail", "bench")  # any SSE endpoint, not the task API
         hint = _HINTS.get(("url" if generic else "api", exc.status_code))
-        print(f"sseproto: {exc}" + (f"; {hint}" if hint else ""), file=sys.stderr)
+        _print_error(f"{exc}; {hint}" if hint else exc)
         return EXIT_AUTH if exc.status_code in (401, 403) else EXIT_ERROR
-    except (SSEProtoError, ValueError, OSError) as exc:
-        print(f"sseproto: {exc}", file=sys.stderr)
+    except SSEProtoError as exc:
+        _print_error(exc)
         return EXIT_ERROR
 
 

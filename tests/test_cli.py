@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import http.server
 import json
+import logging
 import os
+import re
 import signal
+import socket
 import subprocess
+import threading
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 import sseproto
+from sseproto import _cli
 from sseproto._cli import (
     EXIT_AUTH,
     EXIT_BROKEN_PIPE,
@@ -20,6 +27,9 @@ from sseproto._cli import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
+    _Display,
+    _printable,
+    main,
 )
 
 from .cli_helpers import CLI, api_env, run_cli, serving
@@ -275,18 +285,37 @@ def test_tail_resumes_a_stream_that_drops(scenarios: dict[str, str]) -> None:
         (["tail", "{base}/nope", "-H", "{auth}"], EXIT_ERROR, "404 Not Found; check the URL"),
         (["tail", "{base}/tasks/t-1/events"], EXIT_AUTH, "401 Unauthorized; pass credentials"),
         (["tail", "{base}/tasks/t-1/events", "-H", "Authorization"], EXIT_USAGE, "-H takes"),
+        (["tail", "{base}/tasks/t-1/events", "-H", "Bearer {token}"], EXIT_USAGE, "-H takes"),
+        (["tail", "{base}/tasks/t-1/events", "-H", "X Y: z"], EXIT_USAGE, "-H: 'X Y' is not"),
+        (["tail", "{base}/tasks/t-1/events", "-H", "{auth}\x01"], EXIT_USAGE, "is not shown"),
+        (["tail", "{base}/tasks/t-1/events", "-H", "Last-Event-ID: 1"], EXIT_USAGE, "--last-"),
+        (["bench", "{base}/tasks/t-1/events", "-H", "Host: x"], EXIT_USAGE, "cannot be given"),
         (["bench", "{base}/tasks/t-1/events", "--duration", "5"], EXIT_AUTH, "401 Unauthorized"),
         (["run", "wf", "-p", "seed"], EXIT_USAGE, "-p takes key=value"),
         (["serve", "--task", "t-1=exploding"], EXIT_USAGE, "failed, cancelled, flaky, polling"),
         (["watch", "t-1", "--timeout", "0.5"], EXIT_ERROR, "gave up after --timeout 0.5 s"),
     ],
-    ids=["404", "401", "bad_header", "bench_401", "bad_param", "bad_scenario", "timeout"],
+    ids=[
+        "404",
+        "401",
+        "bad_header",
+        "header_without_name",
+        "header_name",
+        "header_value",
+        "header_last_event_id",
+        "bench_header_host",
+        "bench_401",
+        "bad_param",
+        "bad_scenario",
+        "timeout",
+    ],
 )
 def test_errors_are_one_line_that_says_what_to_do(
     served: dict[str, str], args: list[str], code: int, message: str
 ) -> None:
     base, auth = served["base URL"], f"Authorization: Bearer {served['token']}"
-    done = run_cli(*(a.format(base=base, auth=auth) for a in args), env=api_env(served))
+    formatted = (a.format(base=base, auth=auth, token=served["token"]) for a in args)
+    done = run_cli(*formatted, env=api_env(served))
     assert done.returncode == code, done.stderr.decode()
     last = done.stderr.decode().splitlines()[-1]
     assert last.startswith("sseproto: ")
@@ -364,3 +393,230 @@ def test_bench_the_whole_stack_and_an_endpoint(served: dict[str, str]) -> None:
     table = dict(line.split(None, 1) for line in done.stdout.decode().splitlines())
     assert 1 <= int(table["events"]) <= 8  # the default timeline, cut at --duration
     assert set(table) >= {"events_per_s", "data_mb_per_s", "first_event_ms", "gap_p99_ms"}
+
+
+# -- server text is printed literally --------------------------------------------------
+
+EVIL = {
+    "markup": "[link=https://evil.example]click[/link]",
+    "broken_markup": "[/oops] [bold",
+    "controls": "\x1b[2J\x1b]0;title\x07 \x9b31m \x7f\x08 \u202eevil\u2028x\r\nforged line",
+}
+#: What a terminal acts on (rich's own styling aside): none of it may come from a server.
+UNSAFE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def without_rich_styling(text: str) -> str:
+    """The display's output without the SGR and cursor sequences rich writes itself."""
+    return re.sub(r"\x1b\[[0-9;?]*[mlhK]|\r", "", text)
+
+
+@pytest.mark.parametrize("text", EVIL.values(), ids=EVIL.keys())
+def test_the_progress_bar_draws_server_text_literally(
+    text: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Rich markup in a server's message is text: no link, no crash of the display."""
+    monkeypatch.setenv("TTY_INTERACTIVE", "1")  # rich's: draw the bar into the capture
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")
+    monkeypatch.setenv("COLUMNS", "300")
+    with _Display("[red]task t-1") as display:
+        display.update(sseproto.Progress("t-1", 0.5, stage="[i]train", message=text))
+    err = without_rich_styling(capsys.readouterr().err)
+    assert "\x1b]8;" not in err  # no hyperlink
+    assert "\x1b" not in err  # nor any other sequence than rich's own styling
+    assert not UNSAFE.search(err)
+    assert "[red]task t-1" in err  # the label (the user's task id) is literal too
+    assert f"[i]train · {_printable(text)}" in err
+
+
+@contextmanager
+def plain_http_server(body: bytes) -> Iterator[str]:
+    """A server on loopback (plain http: allowed there) whose every answer is this
+    event stream; yields the base URL."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/api/v1/r"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def evil_stream() -> bytes:
+    def event(kind: str, **fields: Any) -> bytes:
+        return sseproto.encode_event(json.dumps({"task_id": "t", **fields}), event=kind)
+
+    return b"".join(
+        [
+            event("status", status="running\x1b[2J"),
+            *(event("progress", progress=0.5, message=text) for text in EVIL.values()),
+            event("failed", status="failed", error="boom \x1b[31mred\x7f\nsseproto: forged"),
+        ]
+    )
+
+
+def test_watch_prints_server_text_literally() -> None:
+    with plain_http_server(evil_stream()) as base_url:
+        env = {"CYBERUN_API_KEY": "sk-x", "CYBERUN_BASE_URL": base_url}
+        lines = run_cli("watch", "t", env=env)
+        as_json = run_cli("watch", "t", "--json", env=env)
+    err = lines.stderr.decode()
+    assert lines.returncode == EXIT_FAILED, err
+    assert not UNSAFE.search(err)
+    assert err.splitlines() == [
+        "task t: running\\u001b[2j",  # (a status is read in lower case)
+        *(f"task t:  50% {_printable(text)}" for text in EVIL.values()),
+        "task t: failed: boom \\u001b[31mred\\u007f\\u000asseproto: forged",
+        "task t failed: boom \\u001b[31mred\\u007f\\u000asseproto: forged",
+    ]
+    assert "task t:  50% [link=https://evil.example]click[/link]" in err.splitlines()
+
+    assert as_json.returncode == EXIT_FAILED, as_json.stderr.decode()
+    out = as_json.stdout.decode()
+    assert not UNSAFE.search(out)
+    items = json_lines(as_json.stdout)  # escaped, yet the same strings
+    assert [i["message"] for i in items if i["type"] == "Progress"] == list(EVIL.values())
+    assert items[-1]["error"] == "boom \x1b[31mred\x7f\nsseproto: forged"
+
+
+@pytest.fixture
+def sseproto_logger() -> Iterator[logging.Logger]:
+    """main() sets up the "sseproto" logger for a terminal; put it back afterwards."""
+    log = logging.getLogger("sseproto")
+    saved = log.handlers[:], log.level, log.propagate
+    yield log
+    log.handlers[:] = saved[0]
+    log.setLevel(saved[1])
+    log.propagate = saved[2]
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        sseproto.SSEProtoError("bad \x1b[2J\x9b text\nsseproto: forged"),
+        sseproto.HTTPStatusError("bad \x1b[2J\x9b text\nsseproto: forged", status_code=418),
+        sseproto.ConfigurationError("bad \x1b[2J\x9b text\nsseproto: forged"),
+    ],
+    ids=["SSEProtoError", "HTTPStatusError", "ConfigurationError"],
+)
+def test_error_and_log_lines_escape_server_text(
+    error: Exception,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    sseproto_logger: logging.Logger,
+) -> None:
+    def fails(args: object) -> int:
+        sseproto_logger.info("the server said %s", "\x1b]8;;https://evil.example\x07")
+        raise error
+
+    monkeypatch.setattr(_cli, "cmd_parse", fails)
+    code = main(["parse", "-"])
+    assert code in (EXIT_ERROR, EXIT_AUTH)
+    assert capsys.readouterr().err.splitlines() == [
+        "  the server said \\u001b]8;;https://evil.example\\u0007",
+        "sseproto: bad \\u001b[2J\\u009b text\\u000asseproto: forged",
+    ]
+
+
+# -- user errors are one line; bugs are not hidden ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["watch", "t", "--cacert", "{tmp}/nope.pem"], EXIT_USAGE, "give the path of a PEM CA"),
+        (["tail", "https://127.0.0.1:1/", "--cacert", "{tmp}"], EXIT_USAGE, "Is a directory"),
+        (["watch", "t", "--cacert", "{tmp}/not.pem"], EXIT_USAGE, "is not a PEM CA file"),
+        (["parse", "{tmp}/nope.txt"], EXIT_USAGE, "No such file or directory; give a file"),
+        (["parse", "{tmp}"], EXIT_USAGE, "'{tmp}': Is a directory; give a file, or -"),
+        (["watch", "t", "--base-url", "http://example.com/api"], EXIT_AUTH, "use https"),
+        (["tail", "ftp://example.com/"], EXIT_AUTH, "not an http(s) URL"),
+        (["run", "wf", "-p", "x=" + "[" * 50_000], EXIT_USAGE, "-p x: the JSON value is nested"),
+    ],
+    ids=[
+        "no_cacert",
+        "cacert_dir",
+        "cacert_not_pem",
+        "no_file",
+        "parse_dir",
+        "plain_http",
+        "not_http",
+        "deep_param",
+    ],
+)
+def test_user_errors_are_one_line_with_a_hint(
+    tmp_path: Path, args: list[str], code: int, message: str
+) -> None:
+    (tmp_path / "not.pem").write_text("not a certificate\n")
+    env = {"CYBERUN_API_KEY": "sk-x", "CYBERUN_BASE_URL": "https://127.0.0.1:1/api/v1/r"}
+    done = run_cli(*(a.replace("{tmp}", str(tmp_path)) for a in args), env=env)
+    assert done.returncode == code, done.stderr.decode()
+    assert b"Traceback" not in done.stderr
+    (line,) = done.stderr.decode().splitlines()  # one line
+    assert line.startswith("sseproto: ")
+    assert message.replace("{tmp}", str(tmp_path)) in line
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["watch", "t", "--timeout", "-1"],
+        ["watch", "t", "--timeout", "nan"],
+        ["watch", "t", "--poll-interval", "0"],
+        ["tail", "https://127.0.0.1:1/", "-n", "0"],
+        ["serve", "--port", "65536"],
+        ["bench", "--events", "-5"],
+    ],
+    ids=["timeout", "timeout_nan", "poll_interval", "count", "port", "events"],
+)
+def test_numbers_out_of_range_are_usage_errors(args: list[str]) -> None:
+    done = run_cli(*args, env={"CYBERUN_API_KEY": "sk-x"})
+    assert done.returncode == EXIT_USAGE
+    assert b"Traceback" not in done.stderr
+    assert f"argument {args[-2]}".encode() in done.stderr
+
+
+def test_serve_on_a_port_in_use_is_one_line() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run_cli("serve", "--port", str(port))
+    assert done.returncode == EXIT_ERROR
+    assert done.stderr.decode().splitlines() == [
+        f"sseproto: cannot listen on 127.0.0.1 port {port}: Address already in use; "
+        f"choose another --port (0: any free one)"
+    ]
+
+
+@pytest.mark.parametrize(
+    "bug",
+    [ValueError("a bug"), OSError("a bug"), KeyError("a bug")],
+    ids=lambda bug: type(bug).__name__,
+)
+def test_a_bug_is_not_hidden_as_an_error_line(
+    bug: Exception, monkeypatch: pytest.MonkeyPatch, sseproto_logger: logging.Logger
+) -> None:
+    """Only the library's errors and the command line's own are caught: anything else
+    is a bug, and keeps its traceback."""
+
+    def fails(args: object) -> int:
+        raise bug
+
+    monkeypatch.setattr(_cli, "cmd_parse", fails)
+    with pytest.raises(type(bug)) as caught:
+        main(["parse", "-"])
+    assert caught.value is bug
