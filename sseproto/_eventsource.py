@@ -46,7 +46,9 @@ needs):
 * After a resume, the events the server replays (its own ``id:`` field, and the same
   id, type and data as an event this machine delivered) are dropped until the first
   new one: no event is delivered twice. An event whose block has no ``id:`` field is
-  never taken for a replay.
+  never taken for a replay; nor is the replay of an event this machine never
+  delivered (the one a caller-given ``last_event_id`` names: deduplicate across
+  sessions yourself). Replays do not move the resume point back.
 * ``Last-Event-ID`` is sent only when HTTP can carry the id (as UTF-8, no control
   characters, no space at either end); otherwise the machine reconnects without it
   (the replay filter then drops what the server sends again) and logs why.
