@@ -165,12 +165,13 @@ class ParserCore:
         self._comments = bool(comments)
         # Why feed() refuses input (closed, or failed earlier), or None while open.
         self._stop: str | None = None
-        # Whether the block being read has had an id field of its own.
+        # For the replay filter of EventSource (private): when a list, feed() puts in
+        # it the index (in what it returns) of each event whose block had an id field
+        # of its own (a sticky id alone does not make an event recognisable as a
+        # replay). Marked at the id line, so events pay nothing; None costs nothing.
+        self._own_ids: list[int] | None = None
+        # An id field seen in a block that a later feed() will complete.
         self._had_id = False
-        # For the replay filter of EventSource (private): when a list, each event feed()
-        # returns appends whether its block had its own id field (a sticky id alone
-        # does not make an event recognisable as a replay). None costs nothing.
-        self._own_ids: list[bool] | None = None
 
     def __repr__(self) -> str:
         state = "open" if self._stop is None else "closed" if self._stop is _CLOSED else "dead"
@@ -263,8 +264,10 @@ class ParserCore:
         event_type = self._event_type
         id_buffer = self._id_buffer
         last_event_id = self.last_event_id
-        had_id = self._had_id
         own_ids = self._own_ids
+        if own_ids is not None and self._had_id:
+            own_ids.append(0)  # the block's id line came in an earlier chunk
+            self._had_id = False
         if long_value is not None:
             data.append(long_value)
             if check_event:
@@ -283,12 +286,11 @@ class ParserCore:
                     except UnicodeDecodeError:
                         text = raw.decode("utf-8", "replace")
                     out.append(_new(ServerSentEvent, (event_type or "message", text, id_buffer)))
-                    if own_ids is not None:
-                        own_ids.append(had_id)
                     data.clear()
                     start = size = 0
+                elif own_ids and own_ids[-1] == len(out):
+                    own_ids.pop()  # the id line of a block that dispatched nothing
                 event_type = ""
-                had_id = False
                 continue
             # The three common lines of real streams take a short path: a slice
             # compare is cheaper than partition() plus the space check.
@@ -306,7 +308,8 @@ class ParserCore:
                         id_buffer = line[4:].decode()
                     except UnicodeDecodeError:
                         id_buffer = _decode(line[4:])
-                    had_id = True
+                    if own_ids is not None:
+                        _mark(own_ids, len(out))
                 continue
             else:
                 name, _, value = line.partition(b":")
@@ -318,7 +321,8 @@ class ParserCore:
                     elif name == b"id":
                         if 0 not in value:
                             id_buffer = _decode(value)
-                            had_id = True
+                            if own_ids is not None:
+                                _mark(own_ids, len(out))
                     elif name == b"retry":
                         retry = _parse_retry(value)
                         if retry is not None:
@@ -333,7 +337,9 @@ class ParserCore:
                     raise self._event_too_large(out, event_type, id_buffer, last_event_id)
         self._event_type = event_type
         self._id_buffer = id_buffer
-        self._had_id = had_id
+        if own_ids and own_ids[-1] == len(out):  # for an event a later feed() completes
+            own_ids.pop()
+            self._had_id = True
         self.last_event_id = last_event_id
         if not data:
             self._data_bytes = 0
@@ -425,6 +431,12 @@ class ParserCore:
         self._data.clear()
         self._data_bytes = 0
         return EventStreamError(message, events)
+
+
+def _mark(own_ids: list[int], index: int) -> None:
+    """Note that the event ``index`` will be one with an id field of its own."""
+    if not own_ids or own_ids[-1] != index:
+        own_ids.append(index)
 
 
 def _positive(name: str, limit: object) -> int:

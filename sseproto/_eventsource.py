@@ -462,12 +462,11 @@ class EventSource:
 
     def _drop_replays(self, events: list[ServerSentEvent]) -> list[ServerSentEvent]:
         assert self._parser is not None
-        own_ids = self._parser._own_ids
+        own_ids = self._parser._own_ids  # the events (by index) with their own id field
         assert own_ids is not None
-        assert len(own_ids) == len(events)
         for i, event in enumerate(events):
             if not (
-                own_ids[i] and event.id and (event.id, event.event, hash(event.data)) in self._seen
+                i in own_ids and event.id and (event.id, event.event, hash(event.data)) in self._seen
             ):
                 self._replaying = False  # the first new event: no more replays
                 self._parser._own_ids = None

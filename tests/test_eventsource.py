@@ -1070,6 +1070,19 @@ def test_replays_do_not_move_the_resume_point_back() -> None:
     assert header(c, "Last-Event-ID") == "3"
 
 
+@pytest.mark.parametrize("split", CHUNKINGS, ids=CHUNKING_IDS)
+def test_an_id_line_in_a_block_without_data_marks_no_event(split: Splitter) -> None:
+    # The id of an empty block is sticky, but the next event's block has no id field
+    # of its own: it is new, whatever the chunking.
+    es = EventSource(URL)
+    session(es, 0.0, b"id: 1\ndata: x\n\n")
+    open_stream(es, wait(es, 10.0))
+    got: list[ServerSentEvent] = []
+    for chunk in split(b"id: 1\n\ndata: x\n\n"):
+        got.extend(es.receive_data(chunk))
+    assert got == [ev("x", "1")]
+
+
 def test_an_event_with_the_same_id_but_other_data_is_not_a_replay() -> None:
     es = EventSource(URL)
     session(es, 0.0, FIRST)
