@@ -464,10 +464,9 @@ class EventSource:
         assert self._parser is not None
         own_ids = self._parser._own_ids  # the events (by index) with their own id field
         assert own_ids is not None
+        seen = self._seen
         for i, event in enumerate(events):
-            if not (
-                i in own_ids and event.id and (event.id, event.event, hash(event.data)) in self._seen
-            ):
+            if not (i in own_ids and (event.id, event.event, hash(event.data)) in seen):
                 self._replaying = False  # the first new event: no more replays
                 self._parser._own_ids = None
                 return events[i:]
