@@ -55,6 +55,7 @@ from .tasks import (
     TaskResult,
     TaskSnapshot,
     _load_json,
+    decode_task_event,
     decode_task_result,
     decode_task_snapshot,
 )
@@ -303,9 +304,13 @@ class Client:
             reconnect_after=_watching.reconnect_after,
         ) as stream:
             async for sse in stream:
-                item = _watching.decode_item(sse)
-                yield item
-                if _watching.ends_stream(item):
+                try:
+                    event = decode_task_event(sse)
+                except TaskEventError as exc:
+                    yield exc
+                    continue
+                yield event
+                if event.is_terminal:  # the task stream ends there
                     return
             raise StreamUnavailable("the stream ended without a terminal event")
 

@@ -428,36 +428,29 @@ class EventSource:
         parser = self._parser
         if parser is None:
             raise UsageError(f"receive_data() while {self._state}: no event stream is open")
+        error: EventStreamError | None = None
         try:
             events = parser.feed(chunk)
-        except EventStreamError as exc:
-            exc.events = self._accept(exc.events) if exc.events else []
-            if not self._replaying:
-                self.last_event_id = parser.last_event_id
-            self._close(exc)
-            raise
+        except EventStreamError as exc:  # the events complete before it still count
+            events, error = exc.events, exc
         if parser.retry is not None:
             self.server_retry = parser.retry
-        if events:
-            events = self._accept(events)
-        # Replays do not move the resume point back: only once they are over.
-        if not self._replaying:
-            self.last_event_id = parser.last_event_id
-        return events
-
-    def _accept(self, events: list[ServerSentEvent]) -> list[ServerSentEvent]:
-        """Drop the replays, remember the rest."""
-        if self._replaying:
+        if events and self._replaying:
             events = self._drop_replays(events)
-            if not events:
-                return events
-        seen = self._seen
-        for event in events:
-            if event.id:
-                seen.append((event.id, event.event, hash(event.data)))
-        self._last_event = events[-1]
-        self._delivered = True
-        self._failures = 0  # events flow again: a failure starts a new count
+        if events:
+            seen = self._seen
+            for event in events:
+                if event.id:
+                    seen.append((event.id, event.event, hash(event.data)))
+            self._last_event = events[-1]
+            self._delivered = True
+            self._failures = 0  # events flow again: a failure starts a new count
+        if not self._replaying:  # replays do not move the resume point back
+            self.last_event_id = parser.last_event_id
+        if error is not None:
+            error.events = events
+            self._close(error)
+            raise error
         return events
 
     def _drop_replays(self, events: list[ServerSentEvent]) -> list[ServerSentEvent]:

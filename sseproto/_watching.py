@@ -19,8 +19,8 @@ time, and answers what to do next (:class:`FollowStream`, :class:`FetchTask`,
 * The terminal state decides the end: failed raises ``TaskFailed``, cancelled
   ``TaskCancelled``, completed fetches the result.
 
-The helpers of the typed task stream (what ``Client.task_events`` yields and when it
-stops) live here too.
+The task stream's reconnect rule (a close right after an ``error`` event means "no
+stream here") lives here too.
 """
 
 from __future__ import annotations
@@ -51,7 +51,6 @@ from .tasks import (
     TaskResult,
     TaskSnapshot,
     TaskStatus,
-    decode_task_event,
 )
 
 if TYPE_CHECKING:
@@ -63,8 +62,6 @@ __all__ = [
     "Finish",
     "FollowStream",
     "WatchPolicy",
-    "decode_item",
-    "ends_stream",
     "reconnect_after",
 ]
 
@@ -75,19 +72,6 @@ NO_STREAM_STATUSES: Final = frozenset({404, 405, 501})
 
 
 # -- the typed task stream -------------------------------------------------------------
-
-
-def decode_item(sse: ServerSentEvent) -> TaskEvent | TaskEventError:
-    """A stream event decoded, or the error that says why it could not be."""
-    try:
-        return decode_task_event(sse)
-    except TaskEventError as exc:
-        return exc
-
-
-def ends_stream(item: TaskEvent | TaskEventError) -> bool:
-    """True after the task's terminal event: the task stream is over."""
-    return not isinstance(item, TaskEventError) and item.is_terminal
 
 
 def reconnect_after(last: ServerSentEvent | None) -> bool:

@@ -249,6 +249,7 @@ _JSON: Final = json.JSONDecoder(strict=False)  # json.loads would build one per 
 #: The deepest JSON accepted (objects and arrays inside each other). Deeper payloads
 #: are refused: re-serialising or printing them would exhaust Python's stack.
 MAX_JSON_DEPTH: Final = 100
+_DEPTH_CHARS: Final = 2 * MAX_JSON_DEPTH  # the shortest text that can be deeper
 
 
 def _load_json(text: str | bytes) -> Any:
@@ -259,19 +260,27 @@ def _load_json(text: str | bytes) -> Any:
         ValueError: Not JSON, or nested deeper than :data:`MAX_JSON_DEPTH`.
     """
     try:
-        if isinstance(text, str):
-            value = _JSON.decode(text)
-            brackets = text.count("{") + text.count("[")
-        else:  # bytes: json.loads detects the encoding
-            value = json.loads(text, strict=False)
-            brackets = text.count(b"{") + text.count(b"[")
+        value = _JSON.decode(text) if isinstance(text, str) else json.loads(text, strict=False)
     except RecursionError:  # deeper than the interpreter's stack: past the bound too
         raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels") from None
-    # Only a payload with more brackets than the bound can be that deep: the common
-    # small one pays two counts, not a walk.
-    if brackets > MAX_JSON_DEPTH and _too_deep(value):
+    # Only a text of more than 2 * MAX_JSON_DEPTH characters, and then only one with
+    # more brackets than the bound, can be that deep: a small payload (a progress
+    # event) pays a len(), not a count or a walk.
+    if (
+        len(text) > _DEPTH_CHARS
+        and isinstance(value, (dict, list))
+        and _brackets(text) > MAX_JSON_DEPTH
+        and _too_deep(value)
+    ):
         raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
     return value
+
+
+def _brackets(text: str | bytes) -> int:
+    """How many objects and arrays ``text`` opens (brackets in strings counted too)."""
+    if isinstance(text, str):
+        return text.count("{") + text.count("[")
+    return text.count(b"{") + text.count(b"[")
 
 
 def _too_deep(value: Any) -> bool:

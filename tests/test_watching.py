@@ -22,8 +22,6 @@ from sseproto._watching import (
     Finish,
     FollowStream,
     WatchPolicy,
-    decode_item,
-    ends_stream,
     reconnect_after,
 )
 
@@ -32,6 +30,19 @@ INTERVAL = 3.0
 RESULT = sseproto.decode_task_result(
     {"id": TASK, "task_output": {"images": ["a.png"]}, "download_url": "https://dl/x"}
 )
+
+
+def decode_item(sse: ServerSentEvent) -> TaskEvent | TaskEventError:
+    """An item of the task stream, as Client.task_events yields it."""
+    try:
+        return sseproto.decode_task_event(sse)
+    except TaskEventError as exc:
+        return exc
+
+
+def ends_stream(item: TaskEvent | TaskEventError) -> bool:
+    """Whether Client.task_events stops after this item."""
+    return not isinstance(item, TaskEventError) and item.is_terminal
 
 
 def event(kind: str, payload: Any) -> TaskEvent:
