@@ -1,0 +1,121 @@
+"""Instruction counts (valgrind's callgrind): a figure that does not move with the load.
+
+Wall-clock figures on a shared machine swing by tens of percent between identical
+runs; the number of instructions a piece of work takes does not (with
+``PYTHONHASHSEED`` fixed). This script counts them for the current install, so two
+trees (before and after a change) compare exactly:
+
+* **parser**: instructions per parse of each ``bench_parser.py`` workload (the quick
+  sizes), compiled core and pure core: a run of 4 parses minus a run of 1, over 3, so
+  the interpreter's start-up and the workload's construction cancel out.
+* **e2e**: client instructions per event of ``Client.task_events`` over TLS on
+  loopback, the test server in its own process (not counted): 6,000 events minus
+  2,000, over 4,000.
+
+Run: ``python benchmarks/bench_instructions.py [--only parser|e2e]`` (needs valgrind;
+a few minutes). A benchmark, not a test: nothing here fails on a figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+WORKLOADS = ["w1", "w2", "w3", "w4", "w5"]
+
+_PARSE = """
+import sys
+sys.path.insert(0, {here!r})
+import bench_parser
+import sseproto
+workload = bench_parser.build_workloads([{name!r}], quick=True)[0]
+for _ in range({reps}):
+    parser = sseproto.EventStreamParser()
+    for chunk in workload.chunks:
+        parser.feed(chunk)
+"""
+
+_E2E = """
+import sys
+sys.path.insert(0, {here!r})
+import trio
+import bench_e2e
+
+if __name__ == "__main__":
+    server = bench_e2e.Remote({{"t": bench_e2e.Task(steps=bench_e2e._steps({events}))}})
+    try:
+        assert trio.run(bench_e2e.read_sseproto, server, "t") == {events}
+    finally:
+        server.stop()
+"""
+
+
+def instructions(code: str, *, pure: bool = False) -> int:
+    """Instructions callgrind counts for ``python -c code`` (children not traced)."""
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    if pure:
+        env["SSEPROTO_NO_EXTENSIONS"] = "1"
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "callgrind.out"
+        script = Path(tmp) / "work.py"
+        script.write_text(code)
+        subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                "--trace-children=no",
+                f"--callgrind-out-file={out}",
+                sys.executable,
+                str(script),
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        for line in out.read_text().splitlines():
+            if line.startswith(("summary:", "totals:")):
+                return int(line.split()[1])
+    raise SystemExit("callgrind wrote no total")
+
+
+def parser_figures() -> None:
+    print("instructions per parse (bench_parser quick workloads, PYTHONHASHSEED=0)")
+    print(f"  {'workload':<10}{'compiled':>16}{'pure':>16}")
+    for name in WORKLOADS:
+        row = []
+        for pure in (False, True):
+            one = instructions(_PARSE.format(here=str(HERE), name=name, reps=1), pure=pure)
+            four = instructions(_PARSE.format(here=str(HERE), name=name, reps=4), pure=pure)
+            row.append((four - one) // 3)
+        print(f"  {name:<10}{row[0]:>16,}{row[1]:>16,}", flush=True)
+
+
+def e2e_figures() -> None:
+    small = instructions(_E2E.format(here=str(HERE), events=2000))
+    large = instructions(_E2E.format(here=str(HERE), events=6000))
+    print("client instructions per event, Client.task_events over TLS on loopback")
+    print(f"  {(large - small) // 4000:,}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    ap.add_argument("--only", choices=["parser", "e2e"], default=None)
+    args = ap.parse_args()
+    import sseproto._parser
+
+    if not sseproto._parser.compiled:
+        print("note: the core is not compiled here; the compiled column is the pure core")
+    if args.only in (None, "parser"):
+        parser_figures()
+    if args.only in (None, "e2e"):
+        e2e_figures()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
