@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._api import DEFAULT_BASE_URL
 from ._encoder import encode_comment, encode_event
 from ._errors import (
     CertificateError,
@@ -120,13 +121,12 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from ._client import DEFAULT_BASE_URL, Client, watch
+    from ._client import Client, watch
     from ._stream import EventStream, open_event_stream
 
 # The trio + h11 driver, loaded on first use (PEP 562): the parser, the decoders and
 # EventSource cost no I/O library.
 _LAZY = {
-    "DEFAULT_BASE_URL": "._client",
     "Client": "._client",
     "watch": "._client",
     "EventStream": "._stream",

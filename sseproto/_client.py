@@ -15,62 +15,29 @@ The API key never appears in a repr, a log line or an exception message.
 from __future__ import annotations
 
 import inspect
-import json
-import os
-import uuid
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlencode, urlsplit
 
 import trio
 
-from . import _watching
-from ._errors import (
-    ConfigurationError,
-    ContentTypeError,
-    HTTPStatusError,
-    SSEProtoError,
-    StreamUnavailable,
-    TaskEventError,
-    TransportError,
-)
+from . import _api, _watching
+from ._api import DEFAULT_BASE_URL
+from ._errors import SSEProtoError, StreamUnavailable, TaskEventError, TransportError
 from ._eventsource import Wait
-from ._http import Connection, Response, parse_url
-from ._rules import (
-    ERROR_BODY_LIMIT,
-    MAX_REDIRECTS,
-    REDIRECT_STATUSES,
-    USER_AGENT,
-    follow_redirect,
-    header_fields,
-    joined,
-    may_resend,
-    parse_retry_after,
-    refused,
-    unsupported_encoding,
-)
+from ._http import Connection, parse_url
+from ._rules import header_fields, may_resend
 from ._stream import open_event_stream
-from .tasks import (
-    TaskEvent,
-    TaskResult,
-    TaskSnapshot,
-    _load_json,
-    decode_task_event,
-    decode_task_result,
-    decode_task_snapshot,
-)
+from .tasks import decode_task_event, decode_task_result, decode_task_snapshot
 
 if TYPE_CHECKING:
     import ssl
     from collections.abc import AsyncGenerator, Awaitable, Callable
 
+    from ._rules import HeaderFields
+    from ._watching import WatchItem
+    from .tasks import TaskEvent, TaskResult, TaskSnapshot
+
 __all__ = ["DEFAULT_BASE_URL", "Client", "watch"]
-
-DEFAULT_BASE_URL = "https://core.cyberun.cloud/api/v1/r"
-
-#: What ``watch`` hands ``on_event``: a typed stream event, a polling snapshot, or a
-#: TaskEventError for a malformed event that was skipped.
-WatchItem = TaskEvent | TaskSnapshot | TaskEventError
 
 
 class Client:
@@ -99,24 +66,9 @@ class Client:
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
     ) -> None:
-        key = api_key or os.environ.get("CYBERUN_API_KEY", "")
-        if not key.strip():
-            raise ConfigurationError(
-                "no API key: pass api_key= or set CYBERUN_API_KEY (a JWT, an sk-… or a dk-… key)"
-            )
-        self._api_key = key.strip()
-        if not _header_safe(self._api_key):
-            raise ConfigurationError(
-                "the API key contains characters an HTTP header cannot carry (spaces, "
-                "control characters or non-ASCII): check how it was copied"
-            )
-        self.base_url = (base_url or os.environ.get("CYBERUN_BASE_URL") or DEFAULT_BASE_URL).rstrip(
-            "/"
-        )
-        self._origin, self._base_path = parse_url(self.base_url)  # refuses plain http
-        self.team_id = team_id or os.environ.get("CYBERUN_TEAM_ID") or None
-        if self.team_id is not None and not _header_safe(self.team_id):
-            raise ConfigurationError("the team id contains characters a header cannot carry")
+        self._settings = _api.Settings(api_key, base_url, team_id)
+        self.base_url = self._settings.base_url
+        self.team_id = self._settings.team_id
         self.ssl_context = ssl_context
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
@@ -139,59 +91,23 @@ class Client:
 
     def headers(self) -> dict[str, str]:
         """The authentication headers every request carries."""
-        headers = {"Authorization": f"Bearer {self._api_key}", "User-Agent": USER_AGENT}
-        if self.team_id:
-            headers["X-Team-ID"] = self.team_id
-        return headers
+        return self._settings.headers()
 
     # -- JSON calls --------------------------------------------------------------
 
     async def _call(self, method: str, path: str, payload: Any = None) -> Any:
-        target = self._base_path.rstrip("/") + path
-        body = json.dumps(payload).encode() if payload is not None else b""
-        headers = {**self.headers(), "Accept": "application/json", "Accept-Encoding": "identity"}
-        if payload is not None:
-            headers["Content-Type"] = "application/json"
-        what = f"{method} {self.base_url}{urlsplit(path).path}"
-        for _ in range(MAX_REDIRECTS + 1):
-            response, raw = await self._exchange(method, target, headers, body)
-            status = response.status_code
-            # Redirects are followed to the same origin only, a handful at most; a
-            # POST only where the status keeps the method (307, 308). A redirect that
-            # cannot be followed is refused as the redirect it is.
-            if status in REDIRECT_STATUSES and (method == "GET" or status >= 307):
-                fields = header_fields(response.fields)
-                locations = [value for name, value in fields if name == "location"]
-                try:
-                    url = follow_redirect(f"{self._origin}{target}", status, locations, what)
-                except HTTPStatusError as exc:
-                    exc.body, exc.headers = raw, joined(fields)
-                    raise
-                target = parse_url(url)[1]
-                continue
-            break
-        if status >= 300:
-            raise HTTPStatusError(
-                refused(what, status, response.reason),
-                status_code=status,
-                body=raw,
-                headers=response.headers,
-                retry_after=parse_retry_after(response.headers.get("retry-after")),
-            )
-        if not raw.strip():
-            return None
-        try:
-            return _load_json(raw)  # bounded in depth, as every decoder's JSON
-        except ValueError as exc:
-            raise TaskEventError(f"{method} {path} did not answer JSON ({exc})") from None
+        call = _api.Call(self._settings, method, path, payload)
+        while True:
+            status, fields, reason, body = await self._exchange(call)
+            if not call.receive(status, fields, reason, body):
+                return call.value
 
-    async def _exchange(
-        self, method: str, target: str, headers: dict[str, str], body: bytes
-    ) -> tuple[Response, bytes]:
+    async def _exchange(self, call: _api.Call) -> tuple[int, HeaderFields, str, bytes]:
         # A call on the idle keep-alive connection is sent again, once, only if the
         # server had closed that connection before a byte of the answer arrived
         # (_rules.may_resend); never once the answer started, nor after a read
         # timeout, when the server may be working on it (a POST must not run twice).
+        origin, target = parse_url(call.url)
         for attempt in (1, 2):
             idle, self._conn = self._conn, None
             if idle is not None and not idle.reusable:  # closed, or sent what nobody asked
@@ -202,15 +118,15 @@ class Client:
                 conn = idle
             else:
                 conn = await Connection.connect(
-                    self._origin,
-                    ssl_context=self.ssl_context,
-                    connect_timeout=self.connect_timeout,
+                    origin, ssl_context=self.ssl_context, connect_timeout=self.connect_timeout
                 )
             try:
                 response = await conn.request(
-                    method, target, headers, body, read_timeout=self.read_timeout
+                    call.method, target, call.headers, call.body, read_timeout=self.read_timeout
                 )
-                raw = await conn.read_body(read_timeout=self.read_timeout)
+                raw = await conn.read_body(
+                    read_timeout=self.read_timeout, limit=_api.JSON_BODY_LIMIT
+                )
             except TransportError as exc:
                 await conn.aclose()
                 if attempt == 1 and may_resend(
@@ -221,62 +137,35 @@ class Client:
             except BaseException:
                 await conn.aclose()
                 raise
-            unreadable = unsupported_encoding(header_fields(response.fields))
-            if unreadable is not None:
-                await conn.aclose()
-                raise ContentTypeError(
-                    f"{method} {self.base_url}{urlsplit(target).path} answered in "
-                    f"{unreadable}; sseproto reads only uncompressed answers (check the "
-                    f"server, or a proxy that compresses)",
-                    status_code=response.status_code,
-                    body=raw[:ERROR_BODY_LIMIT],
-                    headers=response.headers,
-                )
             if conn.reusable and self._conn is None:
                 self._conn = conn  # keep one idle connection (calls may run concurrently)
             else:
                 await conn.aclose()
-            return response, raw
+            return response.status_code, header_fields(response.fields), response.reason, raw
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def get_task(self, task_id: str) -> TaskSnapshot:
         """``GET /tasks/{id}``: the task's current state."""
-        return decode_task_snapshot(await self._call("GET", f"/tasks/{_seg(task_id)}"))
+        return decode_task_snapshot(await self._call("GET", _api.task_path(task_id)))
 
     async def get_result(self, task_id: str) -> TaskResult:
         """``GET /tasks/{id}/result`` (a finished task; the links expire, fetch again)."""
-        return decode_task_result(await self._call("GET", f"/tasks/{_seg(task_id)}/result"))
+        return decode_task_result(await self._call("GET", _api.task_path(task_id, "result")))
 
     async def cancel_task(self, task_id: str) -> None:
         """``POST /tasks/{id}/cancel`` (a no-op success on a finished task)."""
-        await self._call("POST", f"/tasks/{_seg(task_id)}/cancel", {})
+        await self._call("POST", _api.task_path(task_id, "cancel"), {})
 
     async def run_workflow(self, workflow: str, parameters: dict[str, Any] | None = None) -> str:
         """Start a task from a workflow id, a slug or ``slug@version``; its task id."""
-        try:
-            uuid.UUID(workflow)
-            path = f"/workflows/{_seg(workflow)}/run"
-        except ValueError:
-            path = f"/workflows/slug/{_seg(workflow)}/run"
-        answer = await self._call("POST", path, {"parameters": parameters or {}})
-        task_id = answer.get("task_id") if isinstance(answer, dict) else None
-        if not isinstance(task_id, str) or not task_id:
-            raise TaskEventError(f"POST {path} did not answer a task_id", payload=answer)
-        return task_id
+        path = _api.run_path(workflow)
+        return _api.read_run(await self._call("POST", path, {"parameters": parameters or {}}), path)
 
     async def list_tasks(
         self, *, status: str | None = None, page: int = 1, per_page: int = 20
     ) -> tuple[list[TaskSnapshot], dict[str, Any]]:
         """``GET /tasks``: one page of tasks, and the page metadata."""
-        query = {"current_page": page, "per_page": per_page}
-        if status:
-            query["status"] = status  # type: ignore[assignment]
-        answer = await self._call("GET", "/tasks?" + urlencode(query))
-        if not isinstance(answer, dict):
-            raise TaskEventError("GET /tasks did not answer an object", payload=answer)
-        tasks = [decode_task_snapshot(t) for t in answer.get("task_list") or []]
-        meta = answer.get("page_meta")
-        return tasks, meta if isinstance(meta, dict) else {}
+        return _api.read_list(await self._call("GET", _api.list_path(status, page, per_page)))
 
     # -- the stream --------------------------------------------------------------
 
@@ -293,9 +182,8 @@ class Client:
             async with contextlib.aclosing(client.task_events(task_id)) as events:
                 async for event in events: ...
         """
-        url = f"{self.base_url}/tasks/{_seg(task_id)}/events"
         async with open_event_stream(
-            url,
+            self._settings.events_url(task_id),
             headers=self.headers(),
             ssl_context=self.ssl_context,
             last_event_id=last_event_id,
@@ -313,15 +201,6 @@ class Client:
                 if event.is_terminal:  # the task stream ends there
                     return
             raise StreamUnavailable("the stream ended without a terminal event")
-
-
-def _header_safe(value: str) -> bool:
-    """Printable ASCII without spaces: what a token or an id can be in a header."""
-    return value.isascii() and value.isprintable() and " " not in value
-
-
-def _seg(text: str) -> str:
-    return quote(text, safe="@")
 
 
 async def _emit(on_event: Any, item: WatchItem) -> None:

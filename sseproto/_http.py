@@ -10,20 +10,17 @@ raise (OSError, ssl.SSLError, trio's broken-stream errors, h11's ProtocolError, 
 TooSlowError) is translated here into sseproto's own exceptions; nothing leaks.
 
 Safety: certificate and hostname verification are always on (the default context is
-``ssl.create_default_context()``, which honours ``SSL_CERT_FILE``, built once and
-shared: loading the system's CA bundle costs ~23 ms and ~900 KiB a time); plain
-``http`` is refused for any host that is not loopback (``_rules.parse_url``). What a
-server sends is bounded: informational answers (``MAX_INFORMATIONAL``), the size of a
-JSON body, the time of every read. A TLS handshake that fails for a reason other than
-the network (a certificate, no common version or cipher, a server that breaks it
-off) is a :class:`~sseproto.TLSHandshakeError`, which nobody retries.
+``_tls.default_ssl_context()``, shared); plain ``http`` is refused for any host that
+is not loopback (``_rules.parse_url``). What a server sends is bounded: informational
+answers (``MAX_INFORMATIONAL``), the size of a JSON body, the time of every read. A
+TLS handshake that fails is a :class:`~sseproto.TLSHandshakeError`
+(``_tls.handshake_error``), which nobody retries.
 """
 
 from __future__ import annotations
 
 import os
 import select
-import ssl
 import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -34,35 +31,17 @@ import trio
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
 
-from ._errors import (
-    CertificateError,
-    ConnectError,
-    ConnectTimeout,
-    ReadTimeout,
-    RemoteProtocolError,
-    TLSHandshakeError,
-)
+from ._errors import ConnectError, ConnectTimeout, ReadTimeout, RemoteProtocolError
 from ._rules import MAX_INFORMATIONAL, Origin, check_headers, joined, parse_url
+from ._tls import default_ssl_context, find_ssl_error, handshake_error
 
 if TYPE_CHECKING:
+    import ssl
     from collections.abc import Mapping, Sequence
 
-__all__ = ["Connection", "Origin", "Response", "default_ssl_context", "parse_url"]
+__all__ = ["Connection", "Origin", "Response", "parse_url"]
 
 _READ_SIZE = 65536
-
-_default_context: tuple[tuple[str | None, str | None], ssl.SSLContext] | None = None
-
-
-def default_ssl_context() -> ssl.SSLContext:
-    """``ssl.create_default_context()``, built once and shared by every connection
-    that was given no context (rebuilt only if ``SSL_CERT_FILE`` or ``SSL_CERT_DIR``
-    changed since, so the trust they name is always the one in use)."""
-    global _default_context
-    key = (os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
-    if _default_context is None or _default_context[0] != key:
-        _default_context = (key, ssl.create_default_context())
-    return _default_context[1]
 
 
 @dataclass
@@ -127,13 +106,10 @@ class Connection:
         except (OSError, trio.BrokenResourceError) as exc:
             if tcp is not None:
                 await trio.aclose_forcefully(tcp)
-            cause = exc.__cause__ or exc.__context__ or exc
-            error: type[ConnectError] = ConnectError
-            if isinstance(cause, ssl.SSLCertVerificationError):
-                error = CertificateError
-            elif isinstance(cause, ssl.SSLError):  # SSLEOFError too: see _connect_message
-                error = TLSHandshakeError
-            raise error(_connect_message(origin, exc)) from None
+            cause = find_ssl_error(exc)
+            if cause is not None:  # SSLEOFError too: a handshake broken off
+                raise handshake_error(origin, cause) from None
+            raise ConnectError(f"could not connect to {origin}: {_reason(exc)}") from None
         except BaseException:
             if tcp is not None:
                 await trio.aclose_forcefully(tcp)
@@ -351,21 +327,3 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
     for exc in group.exceptions:
         out += _leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc]
     return out
-
-
-def _connect_message(origin: Origin, exc: BaseException) -> str:
-    cause = exc.__cause__ or exc.__context__ or exc
-    if isinstance(cause, ssl.SSLCertVerificationError):
-        return (
-            f"the certificate of {origin} could not be verified ({cause.verify_message}); "
-            f"if it is signed by a private CA, pass ssl_context= or set SSL_CERT_FILE"
-        )
-    if isinstance(cause, ssl.SSLEOFError):
-        return (
-            f"the TLS handshake with {origin} failed: the server closed the connection "
-            f"during the handshake ({cause.reason or cause}); it may accept no TLS "
-            f"version or cipher this client offers (check the server's TLS settings)"
-        )
-    if isinstance(cause, ssl.SSLError):
-        return f"the TLS handshake with {origin} failed: {cause.reason or cause} ({cause})"
-    return f"could not connect to {origin}: {_reason(exc)}"

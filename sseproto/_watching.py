@@ -61,11 +61,16 @@ __all__ = [
     "FetchTask",
     "Finish",
     "FollowStream",
+    "WatchItem",
     "WatchPolicy",
     "reconnect_after",
 ]
 
 log = logging.getLogger("sseproto")
+
+#: What ``watch`` hands ``on_event``: a typed stream event, a polling snapshot, or a
+#: TaskEventError for a malformed event that was skipped.
+WatchItem = TaskEvent | TaskSnapshot | TaskEventError
 
 #: The events endpoint's statuses that mean "no stream here": poll instead.
 NO_STREAM_STATUSES: Final = frozenset({404, 405, 501})

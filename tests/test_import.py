@@ -76,7 +76,6 @@ def test_the_sans_io_layers_load_no_io_library() -> None:
 LAZY = {
     "Client": "sseproto._client",
     "watch": "sseproto._client",
-    "DEFAULT_BASE_URL": "sseproto._client",
     "EventStream": "sseproto._stream",
     "open_event_stream": "sseproto._stream",
 }
@@ -94,6 +93,12 @@ def test_the_driver_names_resolve_on_first_use(
     value = getattr(sseproto, name)  # through the module's __getattr__
     assert value is getattr(importlib.import_module(module), name)
     assert namespace[name] is value  # kept: later uses are plain attribute reads
+
+
+def test_the_default_base_url_needs_no_driver() -> None:
+    # A constant of the (pure) task API: reading it loads no I/O library.
+    assert "DEFAULT_BASE_URL" in vars(sseproto)
+    assert sseproto.DEFAULT_BASE_URL == "https://core.cyberun.cloud/api/v1/r"
 
 
 def test_an_unknown_name_is_an_attribute_error() -> None:

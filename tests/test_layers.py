@@ -20,6 +20,7 @@ CORE = [
     "_rules.py",
     "_eventsource.py",
     "_watching.py",
+    "_api.py",
 ]
 FORBIDDEN = {"trio", "h11", "ssl", "socket", "time", "asyncio", "threading", "select"}
 
