@@ -2,45 +2,43 @@
 
 Theory of operation: :class:`Client` holds the settings (key, base URL, team, TLS
 trust) and one keep-alive connection for its JSON calls, reopened when the server
-closed it. :meth:`Client.task_events` is :func:`~sseproto.open_event_stream` on the
-task's events endpoint, decoded by :mod:`sseproto.tasks`, ending after the terminal
-event. :func:`watch` is a loop around the sans-IO task-watch policy
-(``_watching.WatchPolicy``: stream, then polling, then the result): it does the calls
-the policy asks for and reports what they gave. The rules of redirects, retries and
-resending are ``_rules``'; this module only does the I/O.
+closed it. It supplies the two I/O steps the endpoints of ``_endpoints`` are built on
+(one JSON call of ``_api.Call``; :func:`~sseproto.open_event_stream` on the task's
+events URL). :func:`watch` runs ``_endpoints.watch_async``, the loop around the
+sans-IO task-watch policy (stream, then polling, then the result), on trio's clock.
+The rules of redirects, retries and resending are ``_api``'s and ``_rules``'; this
+module only does the I/O.
 
 The API key never appears in a repr, a log line or an exception message.
 """
 
 from __future__ import annotations
 
-import inspect
-from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
 import trio
 
 from . import _api, _watching
 from ._api import DEFAULT_BASE_URL
-from ._errors import SSEProtoError, StreamUnavailable, TaskEventError, TransportError
-from ._eventsource import Wait
+from ._endpoints import AsyncEndpoints, watch_async
+from ._errors import TransportError
 from ._http import Connection, parse_url
 from ._rules import header_fields, may_resend
-from ._stream import open_event_stream
-from .tasks import decode_task_event, decode_task_result, decode_task_snapshot
+from ._stream import EventStream, open_event_stream
 
 if TYPE_CHECKING:
     import ssl
-    from collections.abc import AsyncGenerator, Awaitable, Callable
+    from collections.abc import Awaitable, Callable
+    from contextlib import AbstractAsyncContextManager
 
     from ._rules import HeaderFields
     from ._watching import WatchItem
-    from .tasks import TaskEvent, TaskResult, TaskSnapshot
+    from .tasks import TaskResult
 
 __all__ = ["DEFAULT_BASE_URL", "Client", "watch"]
 
 
-class Client:
+class Client(AsyncEndpoints):
     """A client of the Cyberun task API. Use it as ``async with Client() as client``.
 
     Args:
@@ -66,16 +64,8 @@ class Client:
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
     ) -> None:
-        self._settings = _api.Settings(api_key, base_url, team_id)
-        self.base_url = self._settings.base_url
-        self.team_id = self._settings.team_id
-        self.ssl_context = ssl_context
-        self.connect_timeout = connect_timeout
-        self.read_timeout = read_timeout
+        super().__init__(api_key, base_url, team_id, ssl_context, connect_timeout, read_timeout)
         self._conn: Connection | None = None
-
-    def __repr__(self) -> str:
-        return f"<sseproto Client {self.base_url}>"  # never the key
 
     async def __aenter__(self) -> Client:
         return self
@@ -88,10 +78,6 @@ class Client:
         conn, self._conn = self._conn, None
         if conn is not None:
             await conn.aclose()
-
-    def headers(self) -> dict[str, str]:
-        """The authentication headers every request carries."""
-        return self._settings.headers()
 
     # -- JSON calls --------------------------------------------------------------
 
@@ -144,71 +130,18 @@ class Client:
             return response.status_code, header_fields(response.fields), response.reason, raw
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def get_task(self, task_id: str) -> TaskSnapshot:
-        """``GET /tasks/{id}``: the task's current state."""
-        return decode_task_snapshot(await self._call("GET", _api.task_path(task_id)))
-
-    async def get_result(self, task_id: str) -> TaskResult:
-        """``GET /tasks/{id}/result`` (a finished task; the links expire, fetch again)."""
-        return decode_task_result(await self._call("GET", _api.task_path(task_id, "result")))
-
-    async def cancel_task(self, task_id: str) -> None:
-        """``POST /tasks/{id}/cancel`` (a no-op success on a finished task)."""
-        await self._call("POST", _api.task_path(task_id, "cancel"), {})
-
-    async def run_workflow(self, workflow: str, parameters: dict[str, Any] | None = None) -> str:
-        """Start a task from a workflow id, a slug or ``slug@version``; its task id."""
-        path = _api.run_path(workflow)
-        return _api.read_run(await self._call("POST", path, {"parameters": parameters or {}}), path)
-
-    async def list_tasks(
-        self, *, status: str | None = None, page: int = 1, per_page: int = 20
-    ) -> tuple[list[TaskSnapshot], dict[str, Any]]:
-        """``GET /tasks``: one page of tasks, and the page metadata."""
-        return _api.read_list(await self._call("GET", _api.list_path(status, page, per_page)))
-
-    # -- the stream --------------------------------------------------------------
-
-    async def task_events(
-        self, task_id: str, *, last_event_id: str = ""
-    ) -> AsyncGenerator[TaskEvent | TaskEventError, None]:
-        """The task's typed events, reconnecting, ending after the terminal one.
-
-        A malformed event is yielded as its :class:`~sseproto.TaskEventError` (and the
-        stream goes on); an ``error`` event is yielded and the stream goes on.
-        Prefer :func:`watch`, which also falls back to polling. If you may stop
-        before the end, close it deterministically::
-
-            async with contextlib.aclosing(client.task_events(task_id)) as events:
-                async for event in events: ...
-        """
-        async with open_event_stream(
-            self._settings.events_url(task_id),
+    def _open_stream(
+        self, url: str, last_event_id: str
+    ) -> AbstractAsyncContextManager[EventStream]:
+        return open_event_stream(
+            url,
             headers=self.headers(),
             ssl_context=self.ssl_context,
             last_event_id=last_event_id,
             connect_timeout=self.connect_timeout,
             read_timeout=self.read_timeout,
             reconnect_after=_watching.reconnect_after,
-        ) as stream:
-            async for sse in stream:
-                try:
-                    event = decode_task_event(sse)
-                except TaskEventError as exc:
-                    yield exc
-                    continue
-                yield event
-                if event.is_terminal:  # the task stream ends there
-                    return
-            raise StreamUnavailable("the stream ended without a terminal event")
-
-
-async def _emit(on_event: Any, item: WatchItem) -> None:
-    if on_event is None:
-        return
-    result = on_event(item)
-    if inspect.isawaitable(result):
-        await result
+        )
 
 
 async def watch(
@@ -243,7 +176,6 @@ async def watch(
         ConfigurationError: No API key.
         HTTPStatusError: 401/403 and other errors that polling cannot get past.
     """
-    policy = _watching.WatchPolicy(task_id, poll_interval=poll_interval)
     async with Client(
         api_key,
         base_url,
@@ -252,38 +184,11 @@ async def watch(
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
     ) as client:
-        while True:
-            action = policy.next_action(trio.current_time())
-            if isinstance(action, _watching.Finish):
-                if action.error is not None:
-                    raise action.error
-                assert action.result is not None
-                return action.result
-            if isinstance(action, Wait):
-                await trio.sleep_until(action.until)
-            elif isinstance(action, _watching.FollowStream):
-                try:
-                    async with aclosing(client.task_events(task_id)) as events:
-                        async for item in events:
-                            await _emit(on_event, item)
-                            if not policy.stream_item(item):
-                                break
-                except SSEProtoError as exc:
-                    policy.stream_ended(exc)
-                else:
-                    policy.stream_ended()
-            elif isinstance(action, _watching.FetchTask):
-                try:
-                    snapshot = await client.get_task(task_id)
-                except SSEProtoError as exc:
-                    policy.call_failed(exc, trio.current_time())
-                else:
-                    await _emit(on_event, snapshot)
-                    policy.task_fetched(snapshot, trio.current_time())
-            else:
-                try:
-                    result = await client.get_result(task_id)
-                except SSEProtoError as exc:
-                    policy.call_failed(exc, trio.current_time())
-                else:
-                    policy.result_fetched(result)
+        return await watch_async(
+            client,
+            task_id,
+            poll_interval=poll_interval,
+            on_event=on_event,
+            clock=trio.current_time,
+            sleep_until=trio.sleep_until,
+        )

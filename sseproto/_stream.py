@@ -15,14 +15,14 @@ parser limit was hit are delivered before its error is raised.
 
 from __future__ import annotations
 
-from collections import deque
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ._errors import EventStreamError, TransportError
-from ._eventsource import Connect, EventSource, Stop, Wait
+from ._driver import EventStreamBase
+from ._errors import TransportError
+from ._eventsource import Connect, Stop, Wait
 from ._http import Connection, parse_url
 from ._parser import DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_LINE_BYTES
 from ._rules import ERROR_BODY_LIMIT, ERROR_BODY_SECONDS, MAX_ATTEMPTS, MAX_BACKOFF
@@ -37,69 +37,23 @@ if TYPE_CHECKING:
 __all__ = ["EventStream", "open_event_stream"]
 
 
-class EventStream:
+class EventStream(EventStreamBase):
     """An open event stream that reconnects by itself. ``async for event in stream``.
 
-    Attributes:
-        source: The :class:`~sseproto.EventSource` that decides (its ``url`` is the
-            one after redirects).
-        last_event_id: The id to resume from (sent as ``Last-Event-ID``).
-        retry: The server's last ``retry:`` in milliseconds, or None.
-        connections: How many connections have delivered a stream so far.
+    Its attributes (``source``, ``last_event_id``, ``retry``, ``connections``) are
+    those of every driver's stream (``_driver.EventStreamBase``).
     """
 
     def __init__(
         self,
         url: str,
         *,
-        headers: Mapping[str, str] | None,
         ssl_context: ssl.SSLContext | None,
-        last_event_id: str,
-        connect_timeout: float,
-        read_timeout: float,
-        max_attempts: int,
-        max_backoff: float,
-        rng: random.Random | None,
-        reconnect_after: Callable[[ServerSentEvent | None], bool] | None = None,
-        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
-        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        **options: Any,
     ) -> None:
-        self.source = EventSource(
-            url,
-            headers=headers,
-            last_event_id=last_event_id,
-            max_attempts=max_attempts,
-            max_backoff=max_backoff,
-            rng=rng,
-            reconnect_after=reconnect_after,
-            max_line_bytes=max_line_bytes,
-            max_event_bytes=max_event_bytes,
-        )
-        self._what = self.source._what
+        super().__init__(url, **options)
         self._ssl_context = ssl_context
-        self._connect_timeout = connect_timeout
-        self._read_timeout = read_timeout
         self._conn: Connection | None = None
-        self._ready: deque[ServerSentEvent] = deque()
-        self._done = False
-
-    def __repr__(self) -> str:
-        return f"<sseproto EventStream {self._what[4:]}>"
-
-    def __str__(self) -> str:  # for messages: "GET https://host/path answered ..."
-        return self._what
-
-    @property
-    def last_event_id(self) -> str:
-        return self.source.last_event_id
-
-    @property
-    def retry(self) -> int | None:
-        return self.source.server_retry
-
-    @property
-    def connections(self) -> int:
-        return self.source.connections
 
     def __aiter__(self) -> EventStream:
         return self
@@ -177,11 +131,7 @@ class EventStream:
             await self._drop_connection()
             self.source.connection_closed(trio.current_time())
             return
-        try:
-            self._ready.extend(self.source.receive_data(chunk))
-        except EventStreamError as exc:
-            # Deliver what was complete first; the machine then says Stop(exc).
-            self._ready.extend(exc.events)
+        if not self._receive(chunk):  # a parser limit: the machine says Stop next
             await self._drop_connection()
 
     async def _drop_connection(self) -> None:

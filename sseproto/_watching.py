@@ -113,6 +113,13 @@ class Finish:
     result: TaskResult | None = None
     error: SSEProtoError | None = None
 
+    def outcome(self) -> TaskResult:
+        """The result, or raise the error."""
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
+
 
 _STREAM, _STREAMING, _POLL, _RESULT = "stream", "streaming", "poll", "result"
 

@@ -7,6 +7,8 @@
         ...  # srv.base_url, srv.token, srv.ssl_context, srv.ca_path, srv.requests
 
 It runs in the caller's trio task tree on 127.0.0.1 and stops when the block ends.
+From asyncio or blocking code, ``with serve_in_thread(...) as srv`` runs the same
+server on its own trio loop in a background thread.
 Needs trustme (``pip install 'sseproto[testing]'``).
 """
 
@@ -25,6 +27,7 @@ from ._script import (
     status,
 )
 from ._server import RecordedRequest, TestServer, serve
+from ._thread import serve_in_thread
 
 __all__ = [
     "Fault",
@@ -41,5 +44,6 @@ __all__ = [
     "progress",
     "scenario",
     "serve",
+    "serve_in_thread",
     "status",
 ]

@@ -1,0 +1,197 @@
+"""What the asyncio and blocking drivers share: httpx at the boundary.
+
+Theory of operation: ``sseproto.asyncio`` and ``sseproto.sync`` do their I/O with
+httpx (``httpx.AsyncClient``, ``httpx.Client``): HTTP/2, proxies from the
+environment, pooling and auth come with it. Everything else is ours, as in the trio
+driver: the machines decide (``EventSource``, ``_api.Call``, the watch policy), and
+this module holds the driver-side rules both httpx drivers follow:
+
+* every request is sent with ``follow_redirects=False`` (redirects are the machines'
+  to follow, same origin only, so credentials never reach another origin), with our
+  headers as UTF-8 bytes, and a per-request :func:`timeout` (``connect_timeout`` for
+  TCP, TLS and the pool; ``read_timeout`` for each read and write);
+* every httpx exception is translated by :func:`translate` into the class the trio
+  transport raises for the same failure; the message names the origin, never a
+  header;
+* the client is the caller's (``http_client=``, never closed by us) or our own
+  (:func:`own_client_options`: verification with the shared default context or the
+  caller's ``ssl_context=``, closed when the stream or client closes);
+* bodies are read raw (no decoding: the machines refuse a Content-Encoding they did
+  not ask for) and bounded (:class:`Collector`).
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import TYPE_CHECKING, Any
+
+try:
+    import httpx
+except ImportError:  # pragma: no cover (tested in a subprocess without httpx)
+    raise ImportError(
+        "sseproto.asyncio and sseproto.sync run on httpx, which is not installed: "
+        "pip install 'sseproto[httpx]'"
+    ) from None
+
+from ._errors import (
+    ConfigurationError,
+    ConnectError,
+    ConnectTimeout,
+    ReadTimeout,
+    RemoteProtocolError,
+    SSEProtoError,
+    TransportError,
+)
+from ._rules import Origin, header_fields, parse_url
+from ._tls import default_ssl_context, find_ssl_error, handshake_error
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ._rules import HeaderFields
+
+__all__ = [
+    "Collector",
+    "check_client",
+    "fields_of",
+    "httpx",
+    "own_client_options",
+    "request_headers",
+    "timeout",
+    "translate",
+]
+
+
+def check_client(http_client: object, ssl_context: ssl.SSLContext | None, kind: type) -> None:
+    """Refuse an ``http_client=`` of the wrong kind, or one given with ``ssl_context=``.
+
+    Raises:
+        ConfigurationError: Either of those.
+    """
+    if http_client is None:
+        return
+    if not isinstance(http_client, kind):
+        raise ConfigurationError(
+            f"http_client must be an {kind.__module__}.{kind.__qualname__}, "
+            f"not {type(http_client).__name__}"
+        )
+    if ssl_context is not None:
+        raise ConfigurationError(
+            "pass ssl_context= or http_client=, not both: the TLS trust of your own "
+            "client is its verify= setting"
+        )
+
+
+def own_client_options(ssl_context: ssl.SSLContext | None) -> dict[str, Any]:
+    """The options of the client a driver creates when given none."""
+    return {
+        "verify": ssl_context or default_ssl_context(),  # verification always on
+        "follow_redirects": False,
+    }
+
+
+def timeout(connect_timeout: float, read_timeout: float) -> httpx.Timeout:
+    """One request's timeouts: connecting (TCP, TLS, waiting for a pooled connection)
+    within ``connect_timeout``; no read or write idle longer than ``read_timeout``."""
+    return httpx.Timeout(
+        connect=connect_timeout, read=read_timeout, write=read_timeout, pool=connect_timeout
+    )
+
+
+def request_headers(headers: Sequence[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    """Our (already checked) headers for httpx: values as UTF-8 (httpx would encode a
+    str as ASCII, and a server's ``id:`` sent back as Last-Event-ID may be anything)."""
+    return [(name.encode("ascii"), value.encode("utf-8")) for name, value in headers]
+
+
+def fields_of(response: httpx.Response) -> HeaderFields:
+    """The response headers as the machines take them (lower-case names, repeats kept)."""
+    return header_fields(response.headers.raw)
+
+
+def origin_of(url: str) -> Origin:
+    """The origin a message names (the URL is one the machines built: it parses)."""
+    return parse_url(url)[0]
+
+
+def translate(
+    exc: BaseException, url: str, *, connect_timeout: float, read_timeout: float
+) -> SSEProtoError | None:
+    """Our exception for an httpx failure of a request to ``url``, as the trio transport
+    raises for the same failure; None if ``exc`` is not an httpx failure.
+
+    Messages name the origin and what happened, never a header (a token) or the query.
+    """
+    if isinstance(exc, SSEProtoError):
+        return exc
+    origin = origin_of(url)
+    if isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout)):
+        return ConnectTimeout(f"connecting to {origin} took longer than {connect_timeout} s")
+    if isinstance(exc, httpx.ReadTimeout):
+        return ReadTimeout(
+            f"no data from {origin} for {read_timeout} s (the idle read timeout): the "
+            f"connection is presumed dead"
+        )
+    if isinstance(exc, httpx.WriteTimeout):
+        return ReadTimeout(
+            f"{origin} accepted no data for {read_timeout} s while a request was sent"
+        )
+    if isinstance(exc, httpx.LocalProtocolError):
+        # A bug of ours, never the server's; h11's message could quote a header value.
+        return SSEProtoError("sseproto built an invalid HTTP request (please report it)")
+    if isinstance(exc, httpx.ProxyError):
+        return ConnectError(f"could not connect to {origin} through the proxy: {_reason(exc)}")
+    if isinstance(exc, httpx.ConnectError):
+        cause = find_ssl_error(exc)
+        if cause is not None:
+            return handshake_error(origin, cause)
+        return ConnectError(f"could not connect to {origin}: {_reason(exc)}")
+    if isinstance(exc, (httpx.ReadError, httpx.WriteError, httpx.CloseError)):
+        cause = find_ssl_error(exc)
+        if cause is not None and not isinstance(cause, ssl.SSLEOFError):
+            return RemoteProtocolError(f"the TLS connection to {origin} broke: {cause}")
+        return RemoteProtocolError(f"the connection to {origin} broke: {_reason(exc)}")
+    if isinstance(exc, httpx.RemoteProtocolError):
+        if "peer closed connection" in str(exc) or "incomplete" in str(exc):
+            return RemoteProtocolError(
+                f"{origin} closed the connection in the middle of a response"
+            )
+        return RemoteProtocolError(f"{origin} broke HTTP: {_reason(exc)}")
+    if isinstance(exc, (httpx.UnsupportedProtocol, httpx.InvalidURL)):
+        return ConfigurationError(f"httpx cannot send a request to {origin}: {exc}")
+    if isinstance(exc, httpx.TransportError):  # DecodingError cannot happen (raw reads)
+        return TransportError(f"the connection to {origin} failed: {_reason(exc)}")
+    if isinstance(exc, (httpx.HTTPError, httpx.StreamError)):
+        return TransportError(f"{type(exc).__name__} on a request to {origin}: {_reason(exc)}")
+    return None
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= 200 else text[:200] + "…"
+
+
+class Collector:
+    """A response body gathered piece by piece, bounded by ``limit`` bytes: past it,
+    a RemoteProtocolError, or with ``truncate`` its first ``limit`` bytes and done
+    (for an error's body, which is only shown)."""
+
+    def __init__(self, limit: int, *, truncate: bool = False) -> None:
+        self._pieces: list[bytes] = []
+        self._size = 0
+        self._limit = limit
+        self._truncate = truncate
+        self.full = False
+
+    def add(self, chunk: bytes) -> None:
+        """One more piece (check :attr:`full` after: then stop reading)."""
+        self._size += len(chunk)
+        self._pieces.append(chunk)
+        if self._size > self._limit:
+            if not self._truncate:
+                raise RemoteProtocolError(f"response body larger than {self._limit} bytes")
+            self.full = True
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(self._pieces)[: self._limit]

@@ -1,0 +1,398 @@
+"""sseproto for asyncio: ``open_event_stream``, ``Client`` and ``watch`` on httpx.
+
+The same names, parameters, defaults, errors and behaviour as the trio driver at the
+top level (``sseproto.open_event_stream``, ``sseproto.Client``, ``sseproto.watch``),
+for code under ``asyncio.run`` (or uvloop), plus ``http_client=`` to bring your own
+``httpx.AsyncClient`` (its proxies, mounts, HTTP/2, auth, limits; never closed by
+sseproto). Needs the ``httpx`` extra: ``pip install 'sseproto[httpx]'``.
+
+::
+
+    result = await sseproto.asyncio.watch(task_id)
+
+    async with sseproto.asyncio.open_event_stream(url) as stream:
+        async for event in stream:
+            ...
+
+Theory of operation: :class:`EventStream` is a loop around the sans-IO
+:class:`~sseproto.EventSource`, pulled by its consumer, with no background task;
+:class:`Client` supplies one JSON call (``_api.Call``) and the event stream to the
+endpoints of ``_endpoints``; :func:`watch` runs the shared watch loop on the event
+loop's clock. httpx does the HTTP; what it raises is translated into sseproto's own
+errors at the boundary (``_httpx.translate``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import asynccontextmanager, suppress
+from typing import TYPE_CHECKING, Any
+
+from . import _api, _watching
+from ._driver import EventStreamBase
+from ._endpoints import AsyncEndpoints, watch_async
+from ._eventsource import Connect, Stop, Wait
+from ._httpx import (
+    Collector,
+    check_client,
+    fields_of,
+    httpx,
+    own_client_options,
+    request_headers,
+    timeout,
+    translate,
+)
+from ._parser import DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_LINE_BYTES
+from ._rules import ERROR_BODY_LIMIT, ERROR_BODY_SECONDS, MAX_ATTEMPTS, MAX_BACKOFF
+
+if TYPE_CHECKING:
+    import random
+    import ssl
+    from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+
+    from ._parser import ServerSentEvent
+    from ._rules import HeaderFields
+    from ._watching import WatchItem
+    from .tasks import TaskResult
+
+__all__ = ["Client", "EventStream", "open_event_stream", "watch"]
+
+
+def _now() -> float:
+    return asyncio.get_running_loop().time()
+
+
+async def _sleep_until(until: float) -> None:
+    await asyncio.sleep(max(0.0, until - _now()))
+
+
+class EventStream(EventStreamBase):
+    """An open event stream that reconnects by itself. ``async for event in stream``.
+
+    Its attributes (``source``, ``last_event_id``, ``retry``, ``connections``) are
+    those of every driver's stream (``_driver.EventStreamBase``).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        ssl_context: ssl.SSLContext | None,
+        http_client: httpx.AsyncClient | None,
+        **options: Any,
+    ) -> None:
+        check_client(http_client, ssl_context, httpx.AsyncClient)
+        super().__init__(url, **options)
+        self._given = http_client
+        self._own: httpx.AsyncClient | None = None
+        self._ssl_context = ssl_context
+        self._timeout = timeout(self._connect_timeout, self._read_timeout)
+        self._response: httpx.Response | None = None
+        self._chunks: AsyncIterator[bytes] | None = None
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> ServerSentEvent:
+        while not self._ready:
+            if self._chunks is not None:
+                await self._read()
+            elif self._done:
+                raise StopAsyncIteration
+            else:
+                await self._next()
+        return self._ready.popleft()
+
+    async def aclose(self) -> None:
+        """Close the connection (and the client sseproto created) now; the stream
+        delivers nothing more."""
+        self._done = True
+        self.source.close()
+        try:
+            await self._drop_connection()
+        finally:
+            own, self._own = self._own, None
+            if own is not None:
+                await own.aclose()
+
+    def _translate(self, exc: Exception, url: str) -> Exception:
+        ours = translate(
+            exc, url, connect_timeout=self._connect_timeout, read_timeout=self._read_timeout
+        )
+        return exc if ours is None else ours
+
+    async def _next(self) -> None:
+        action = self.source.next_action(_now())
+        if isinstance(action, Stop):
+            self._done = True
+            if action.error is not None:
+                raise action.error
+        elif isinstance(action, Wait):
+            await _sleep_until(action.until)
+        else:
+            await self._connect(action)
+
+    async def _connect(self, action: Connect) -> None:
+        source = self.source
+        client = self._given
+        if client is None:
+            if self._own is None:
+                self._own = httpx.AsyncClient(**own_client_options(self._ssl_context))
+            client = self._own
+        request = client.build_request(
+            "GET", action.url, headers=request_headers(action.headers), timeout=self._timeout
+        )
+        try:
+            response = await client.send(request, stream=True, follow_redirects=False)
+        except Exception as exc:
+            error = self._translate(exc, action.url)
+            if error is exc:
+                raise
+            source.connection_closed(_now(), error)
+            return
+        stream = False
+        try:
+            stream = source.receive_response(response.status_code, response.headers.raw, _now())
+            if stream:
+                self._response = response
+                self._chunks = response.aiter_raw()
+            elif source.wants_error_body:  # for the error: bounded in size and time
+                collector = Collector(ERROR_BODY_LIMIT, truncate=True)
+                with suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(_collect(response, collector), ERROR_BODY_SECONDS)
+                source.receive_error_body(collector.body)
+        except Exception as exc:
+            error = self._translate(exc, action.url)
+            if error is exc:
+                raise
+            source.connection_closed(_now(), error)
+        finally:
+            if not stream:
+                await response.aclose()
+
+    async def _read(self) -> None:
+        assert self._chunks is not None
+        try:
+            chunk = await self._chunks.__anext__()
+        except StopAsyncIteration:  # the server ended the body: the machine says what next
+            await self._drop_connection()
+            self.source.connection_closed(_now())
+            return
+        except Exception as exc:
+            error = self._translate(exc, self.source.url)
+            await self._drop_connection()
+            if error is exc:
+                raise
+            self.source.connection_closed(_now(), error)
+            return
+        if not self._receive(chunk):  # a parser limit: the machine says Stop next
+            await self._drop_connection()
+
+    async def _drop_connection(self) -> None:
+        response, self._response, self._chunks = self._response, None, None
+        if response is not None:
+            await response.aclose()
+
+
+async def _collect(response: httpx.Response, collector: Collector) -> None:
+    async for chunk in response.aiter_raw():
+        collector.add(chunk)
+        if collector.full:
+            return
+
+
+@asynccontextmanager
+async def open_event_stream(
+    url: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    http_client: httpx.AsyncClient | None = None,
+    last_event_id: str = "",
+    connect_timeout: float = 10.0,
+    read_timeout: float = 60.0,
+    max_attempts: int = MAX_ATTEMPTS,
+    max_backoff: float = MAX_BACKOFF,
+    rng: random.Random | None = None,
+    reconnect_after: Callable[[ServerSentEvent | None], bool] | None = None,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+) -> AsyncIterator[EventStream]:
+    """Open any SSE endpoint as a reconnecting stream of events, under asyncio.
+
+    ::
+
+        async with sseproto.asyncio.open_event_stream(url, headers=...) as stream:
+            async for event in stream:
+                ...
+
+    The parameters are those of :func:`sseproto.open_event_stream`, plus:
+
+    Args:
+        http_client: Your own ``httpx.AsyncClient`` (proxies, mounts, HTTP/2, auth,
+            limits); sseproto never closes it, and it cannot be given with
+            ``ssl_context=`` (its ``verify=`` is its trust). Without one, sseproto
+            creates a client (verification always on) and closes it at the end.
+
+    An overall deadline is the caller's (``asyncio.timeout``). Leaving the block, an
+    exception or a cancellation closes the connection.
+    """
+    stream = EventStream(
+        url,
+        headers=headers,
+        ssl_context=ssl_context,
+        http_client=http_client,
+        last_event_id=last_event_id,
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        max_attempts=max_attempts,
+        max_backoff=max_backoff,
+        rng=rng,
+        reconnect_after=reconnect_after,
+        max_line_bytes=max_line_bytes,
+        max_event_bytes=max_event_bytes,
+    )
+    try:
+        yield stream
+    finally:
+        await stream.aclose()
+
+
+class Client(AsyncEndpoints):
+    """A client of the Cyberun task API under asyncio. ``async with Client() as client``.
+
+    The parameters are those of :class:`sseproto.Client`, plus ``http_client=`` (your
+    own ``httpx.AsyncClient``, never closed by sseproto; not with ``ssl_context=``).
+    Every endpoint is the trio client's: ``get_task``, ``get_result``, ``cancel_task``,
+    ``run_workflow``, ``list_tasks``, ``task_events``.
+
+    Raises:
+        ConfigurationError: No API key was given or found in the environment.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        team_id: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        *,
+        http_client: httpx.AsyncClient | None = None,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 60.0,
+    ) -> None:
+        check_client(http_client, ssl_context, httpx.AsyncClient)
+        super().__init__(api_key, base_url, team_id, ssl_context, connect_timeout, read_timeout)
+        self._timeout = timeout(connect_timeout, read_timeout)
+        self._given = http_client
+        self._own: httpx.AsyncClient | None = None
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connections of the httpx client sseproto created (never yours)."""
+        own, self._own = self._own, None
+        if own is not None:
+            await own.aclose()
+
+    @property
+    def http_client(self) -> httpx.AsyncClient:
+        """The httpx client in use: yours, or the one sseproto created."""
+        if self._given is not None:
+            return self._given
+        if self._own is None:
+            self._own = httpx.AsyncClient(**own_client_options(self.ssl_context))
+        return self._own
+
+    async def _call(self, method: str, path: str, payload: Any = None) -> Any:
+        call = _api.Call(self._settings, method, path, payload)
+        while True:
+            status, fields, reason, body = await self._exchange(call)
+            if not call.receive(status, fields, reason, body):
+                return call.value
+
+    async def _exchange(self, call: _api.Call) -> tuple[int, HeaderFields, str, bytes]:
+        client = self.http_client
+        request = client.build_request(
+            call.method,
+            call.url,
+            headers=request_headers(call.headers),
+            content=call.body or None,
+            timeout=self._timeout,
+        )
+        collector = Collector(_api.JSON_BODY_LIMIT)
+        try:
+            response = await client.send(request, stream=True, follow_redirects=False)
+            try:
+                async for chunk in response.aiter_raw():
+                    collector.add(chunk)
+            finally:
+                await response.aclose()
+        except Exception as exc:
+            ours = translate(
+                exc, call.url, connect_timeout=self.connect_timeout, read_timeout=self.read_timeout
+            )
+            if ours is None or ours is exc:
+                raise
+            raise ours from None
+        return response.status_code, fields_of(response), response.reason_phrase, collector.body
+
+    def _open_stream(self, url: str, last_event_id: str) -> Any:
+        return open_event_stream(
+            url,
+            headers=self.headers(),
+            http_client=self.http_client,
+            last_event_id=last_event_id,
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout,
+            reconnect_after=_watching.reconnect_after,
+        )
+
+
+async def watch(
+    task_id: str,
+    *,
+    api_key: str | None = None,
+    base_url: str | None = None,
+    team_id: str | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    http_client: httpx.AsyncClient | None = None,
+    on_event: Callable[[WatchItem], Awaitable[None] | None] | None = None,
+    poll_interval: float = 3.0,
+    connect_timeout: float = 10.0,
+    read_timeout: float = 60.0,
+) -> TaskResult:
+    """Follow a task to its end; return its result. ``await sseproto.asyncio.watch(id)``.
+
+    The behaviour of :func:`sseproto.watch` (the stream, resumed with
+    ``Last-Event-ID``; polling every ``poll_interval`` seconds when the stream is
+    unavailable; then the result), under asyncio. ``on_event`` may be a plain or an
+    async function. ``http_client=``: your own ``httpx.AsyncClient`` (not closed).
+
+    Raises:
+        TaskFailed: The task failed (``.error`` says why).
+        TaskCancelled: The task was cancelled.
+        ConfigurationError: No API key.
+        HTTPStatusError: 401/403 and other errors that polling cannot get past.
+    """
+    async with Client(
+        api_key,
+        base_url,
+        team_id,
+        ssl_context,
+        http_client=http_client,
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+    ) as client:
+        return await watch_async(
+            client,
+            task_id,
+            poll_interval=poll_interval,
+            on_event=on_event,
+            clock=_now,
+            sleep_until=_sleep_until,
+        )

@@ -1,0 +1,400 @@
+"""sseproto, blocking: ``open_event_stream``, ``Client`` and ``watch`` on httpx.
+
+The same names, parameters, defaults, errors and behaviour as the trio driver at the
+top level (``sseproto.open_event_stream``, ``sseproto.Client``, ``sseproto.watch``),
+for scripts, workers and notebooks, plus ``http_client=`` to bring your own
+``httpx.Client`` (its proxies, mounts, HTTP/2, auth, limits; never closed by
+sseproto). Needs the ``httpx`` extra: ``pip install 'sseproto[httpx]'``.
+
+::
+
+    result = sseproto.sync.watch(task_id)
+
+    with sseproto.sync.open_event_stream(url) as stream:
+        for event in stream:
+            ...
+
+Theory of operation: the asyncio driver's (``sseproto/asyncio.py``), line for line,
+with blocking calls: :class:`EventStream` loops around the sans-IO
+:class:`~sseproto.EventSource`; :class:`Client` supplies one JSON call and the event
+stream to the endpoints of ``_endpoints``; :func:`watch` runs the shared watch loop
+on ``time.monotonic``. An interrupt (Ctrl-C) at any point leaves through the
+``with`` blocks, which close the response and the client sseproto created: no
+socket stays open.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from . import _api, _watching
+from ._driver import EventStreamBase
+from ._endpoints import SyncEndpoints, watch_sync
+from ._eventsource import Connect, Stop, Wait
+from ._httpx import (
+    Collector,
+    check_client,
+    fields_of,
+    httpx,
+    own_client_options,
+    request_headers,
+    timeout,
+    translate,
+)
+from ._parser import DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_LINE_BYTES
+from ._rules import ERROR_BODY_LIMIT, ERROR_BODY_SECONDS, MAX_ATTEMPTS, MAX_BACKOFF
+
+if TYPE_CHECKING:
+    import random
+    import ssl
+    from collections.abc import Callable, Iterator, Mapping
+
+    from ._parser import ServerSentEvent
+    from ._rules import HeaderFields
+    from ._watching import WatchItem
+    from .tasks import TaskResult
+
+__all__ = ["Client", "EventStream", "open_event_stream", "watch"]
+
+
+_now = time.monotonic
+
+
+def _sleep_until(until: float) -> None:
+    time.sleep(max(0.0, until - _now()))
+
+
+class EventStream(EventStreamBase):
+    """An open event stream that reconnects by itself. ``for event in stream``.
+
+    Its attributes (``source``, ``last_event_id``, ``retry``, ``connections``) are
+    those of every driver's stream (``_driver.EventStreamBase``).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        ssl_context: ssl.SSLContext | None,
+        http_client: httpx.Client | None,
+        **options: Any,
+    ) -> None:
+        check_client(http_client, ssl_context, httpx.Client)
+        super().__init__(url, **options)
+        self._given = http_client
+        self._own: httpx.Client | None = None
+        self._ssl_context = ssl_context
+        self._timeout = timeout(self._connect_timeout, self._read_timeout)
+        self._response: httpx.Response | None = None
+        self._chunks: Iterator[bytes] | None = None
+
+    def __iter__(self) -> EventStream:
+        return self
+
+    def __next__(self) -> ServerSentEvent:
+        while not self._ready:
+            if self._chunks is not None:
+                self._read()
+            elif self._done:
+                raise StopIteration
+            else:
+                self._next()
+        return self._ready.popleft()
+
+    def close(self) -> None:
+        """Close the connection (and the client sseproto created) now; the stream
+        delivers nothing more."""
+        self._done = True
+        self.source.close()
+        try:
+            self._drop_connection()
+        finally:
+            own, self._own = self._own, None
+            if own is not None:
+                own.close()
+
+    def _translate(self, exc: Exception, url: str) -> Exception:
+        ours = translate(
+            exc, url, connect_timeout=self._connect_timeout, read_timeout=self._read_timeout
+        )
+        return exc if ours is None else ours
+
+    def _next(self) -> None:
+        action = self.source.next_action(_now())
+        if isinstance(action, Stop):
+            self._done = True
+            if action.error is not None:
+                raise action.error
+        elif isinstance(action, Wait):
+            _sleep_until(action.until)
+        else:
+            self._connect(action)
+
+    def _connect(self, action: Connect) -> None:
+        source = self.source
+        client = self._given
+        if client is None:
+            if self._own is None:
+                self._own = httpx.Client(**own_client_options(self._ssl_context))
+            client = self._own
+        request = client.build_request(
+            "GET", action.url, headers=request_headers(action.headers), timeout=self._timeout
+        )
+        try:
+            response = client.send(request, stream=True, follow_redirects=False)
+        except Exception as exc:
+            error = self._translate(exc, action.url)
+            if error is exc:
+                raise
+            source.connection_closed(_now(), error)
+            return
+        stream = False
+        try:
+            stream = source.receive_response(response.status_code, response.headers.raw, _now())
+            if stream:
+                self._response = response
+                self._chunks = response.iter_raw()
+            elif source.wants_error_body:  # for the error: bounded in size and time
+                collector = Collector(ERROR_BODY_LIMIT, truncate=True)
+                _collect(response, collector, _now() + ERROR_BODY_SECONDS)
+                source.receive_error_body(collector.body)
+        except Exception as exc:
+            error = self._translate(exc, action.url)
+            if error is exc:
+                raise
+            source.connection_closed(_now(), error)
+        finally:
+            if not stream:
+                response.close()
+
+    def _read(self) -> None:
+        assert self._chunks is not None
+        try:
+            chunk = next(self._chunks)
+        except StopIteration:  # the server ended the body: the machine says what next
+            self._drop_connection()
+            self.source.connection_closed(_now())
+            return
+        except Exception as exc:
+            error = self._translate(exc, self.source.url)
+            self._drop_connection()
+            if error is exc:
+                raise
+            self.source.connection_closed(_now(), error)
+            return
+        if not self._receive(chunk):  # a parser limit: the machine says Stop next
+            self._drop_connection()
+
+    def _drop_connection(self) -> None:
+        response, self._response, self._chunks = self._response, None, None
+        if response is not None:
+            response.close()
+
+
+def _collect(response: httpx.Response, collector: Collector, deadline: float) -> None:
+    """An error's body, until it ends, fills ``collector`` or the deadline passes
+    (checked between reads: a read waits at most ``read_timeout``)."""
+    for chunk in response.iter_raw():
+        collector.add(chunk)
+        if collector.full or _now() >= deadline:
+            return
+
+
+@contextmanager
+def open_event_stream(
+    url: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    http_client: httpx.Client | None = None,
+    last_event_id: str = "",
+    connect_timeout: float = 10.0,
+    read_timeout: float = 60.0,
+    max_attempts: int = MAX_ATTEMPTS,
+    max_backoff: float = MAX_BACKOFF,
+    rng: random.Random | None = None,
+    reconnect_after: Callable[[ServerSentEvent | None], bool] | None = None,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+) -> Iterator[EventStream]:
+    """Open any SSE endpoint as a reconnecting stream of events, blocking.
+
+    ::
+
+        with sseproto.sync.open_event_stream(url, headers=...) as stream:
+            for event in stream:
+                ...
+
+    The parameters are those of :func:`sseproto.open_event_stream`, plus:
+
+    Args:
+        http_client: Your own ``httpx.Client`` (proxies, mounts, HTTP/2, auth,
+            limits); sseproto never closes it, and it cannot be given with
+            ``ssl_context=`` (its ``verify=`` is its trust). Without one, sseproto
+            creates a client (verification always on) and closes it at the end.
+
+    Leaving the block, an exception or an interrupt (Ctrl-C) closes the connection
+    and the client sseproto created.
+    """
+    stream = EventStream(
+        url,
+        headers=headers,
+        ssl_context=ssl_context,
+        http_client=http_client,
+        last_event_id=last_event_id,
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        max_attempts=max_attempts,
+        max_backoff=max_backoff,
+        rng=rng,
+        reconnect_after=reconnect_after,
+        max_line_bytes=max_line_bytes,
+        max_event_bytes=max_event_bytes,
+    )
+    try:
+        yield stream
+    finally:
+        stream.close()
+
+
+class Client(SyncEndpoints):
+    """A client of the Cyberun task API, blocking. ``with Client() as client``.
+
+    The parameters are those of :class:`sseproto.Client`, plus ``http_client=`` (your
+    own ``httpx.Client``, never closed by sseproto; not with ``ssl_context=``).
+    Every endpoint is the trio client's: ``get_task``, ``get_result``, ``cancel_task``,
+    ``run_workflow``, ``list_tasks``, ``task_events``.
+
+    Raises:
+        ConfigurationError: No API key was given or found in the environment.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        team_id: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        *,
+        http_client: httpx.Client | None = None,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 60.0,
+    ) -> None:
+        check_client(http_client, ssl_context, httpx.Client)
+        super().__init__(api_key, base_url, team_id, ssl_context, connect_timeout, read_timeout)
+        self._timeout = timeout(connect_timeout, read_timeout)
+        self._given = http_client
+        self._own: httpx.Client | None = None
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connections of the httpx client sseproto created (never yours)."""
+        own, self._own = self._own, None
+        if own is not None:
+            own.close()
+
+    @property
+    def http_client(self) -> httpx.Client:
+        """The httpx client in use: yours, or the one sseproto created."""
+        if self._given is not None:
+            return self._given
+        if self._own is None:
+            self._own = httpx.Client(**own_client_options(self.ssl_context))
+        return self._own
+
+    def _call(self, method: str, path: str, payload: Any = None) -> Any:
+        call = _api.Call(self._settings, method, path, payload)
+        while True:
+            status, fields, reason, body = self._exchange(call)
+            if not call.receive(status, fields, reason, body):
+                return call.value
+
+    def _exchange(self, call: _api.Call) -> tuple[int, HeaderFields, str, bytes]:
+        client = self.http_client
+        request = client.build_request(
+            call.method,
+            call.url,
+            headers=request_headers(call.headers),
+            content=call.body or None,
+            timeout=self._timeout,
+        )
+        collector = Collector(_api.JSON_BODY_LIMIT)
+        try:
+            response = client.send(request, stream=True, follow_redirects=False)
+            try:
+                for chunk in response.iter_raw():
+                    collector.add(chunk)
+            finally:
+                response.close()
+        except Exception as exc:
+            ours = translate(
+                exc, call.url, connect_timeout=self.connect_timeout, read_timeout=self.read_timeout
+            )
+            if ours is None or ours is exc:
+                raise
+            raise ours from None
+        return response.status_code, fields_of(response), response.reason_phrase, collector.body
+
+    def _open_stream(self, url: str, last_event_id: str) -> Any:
+        return open_event_stream(
+            url,
+            headers=self.headers(),
+            http_client=self.http_client,
+            last_event_id=last_event_id,
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout,
+            reconnect_after=_watching.reconnect_after,
+        )
+
+
+def watch(
+    task_id: str,
+    *,
+    api_key: str | None = None,
+    base_url: str | None = None,
+    team_id: str | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    http_client: httpx.Client | None = None,
+    on_event: Callable[[WatchItem], None] | None = None,
+    poll_interval: float = 3.0,
+    connect_timeout: float = 10.0,
+    read_timeout: float = 60.0,
+) -> TaskResult:
+    """Follow a task to its end; return its result. ``sseproto.sync.watch(task_id)``.
+
+    The behaviour of :func:`sseproto.watch` (the stream, resumed with
+    ``Last-Event-ID``; polling every ``poll_interval`` seconds when the stream is
+    unavailable; then the result), blocking. ``on_event`` is a plain function (an
+    async one is a TypeError). ``http_client=``: your own ``httpx.Client`` (not
+    closed).
+
+    Raises:
+        TaskFailed: The task failed (``.error`` says why).
+        TaskCancelled: The task was cancelled.
+        ConfigurationError: No API key.
+        HTTPStatusError: 401/403 and other errors that polling cannot get past.
+    """
+    with Client(
+        api_key,
+        base_url,
+        team_id,
+        ssl_context,
+        http_client=http_client,
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+    ) as client:
+        return watch_sync(
+            client,
+            task_id,
+            poll_interval=poll_interval,
+            on_event=on_event,
+            clock=_now,
+            sleep_until=_sleep_until,
+        )
