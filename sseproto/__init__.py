@@ -121,25 +121,31 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from . import asyncio as asyncio
+    from . import sync as sync
     from ._client import Client, watch
     from ._stream import EventStream, open_event_stream
 
-# The trio + h11 driver, loaded on first use (PEP 562): the parser, the decoders and
-# EventSource cost no I/O library.
+# The drivers, loaded on first use (PEP 562): the parser, the decoders and
+# EventSource cost no I/O library. ``sseproto.asyncio`` and ``sseproto.sync`` (httpx)
+# are submodules, also reachable as attributes after a plain ``import sseproto``.
 _LAZY = {
     "Client": "._client",
     "watch": "._client",
     "EventStream": "._stream",
     "open_event_stream": "._stream",
 }
+_SUBMODULES = ("asyncio", "sync")
 
 
 def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)  # sets the attribute
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'sseproto' has no attribute {name!r}")
-    import importlib
-
     value = getattr(importlib.import_module(module, __name__), name)
     globals()[name] = value  # once loaded, a plain attribute
     return value

@@ -101,6 +101,17 @@ def test_the_default_base_url_needs_no_driver() -> None:
     assert sseproto.DEFAULT_BASE_URL == "https://core.cyberun.cloud/api/v1/r"
 
 
+@pytest.mark.parametrize("name", ["asyncio", "sync"])
+def test_the_httpx_drivers_are_attributes_after_import_sseproto(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delitem(vars(sseproto), name, raising=False)  # as before any first use
+    monkeypatch.delitem(sys.modules, f"sseproto.{name}", raising=False)
+    module = getattr(sseproto, name)  # `import sseproto; sseproto.sync.watch(...)`
+    assert module is sys.modules[f"sseproto.{name}"]
+    assert {"Client", "watch", "open_event_stream", "EventStream"} <= set(vars(module))
+
+
 def test_an_unknown_name_is_an_attribute_error() -> None:
     with pytest.raises(AttributeError, match="no attribute 'NoSuchThing'"):
         sseproto.NoSuchThing  # noqa: B018
