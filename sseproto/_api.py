@@ -76,6 +76,9 @@ class Settings:
     def __init__(
         self, api_key: str | None = None, base_url: str | None = None, team_id: str | None = None
     ) -> None:
+        for name, value in (("api_key", api_key), ("base_url", base_url), ("team_id", team_id)):
+            if value is not None and not isinstance(value, str):
+                raise ConfigurationError(f"{name} must be a str, not {type(value).__name__}")
         key = api_key or os.environ.get("CYBERUN_API_KEY", "")
         if not key.strip():
             raise ConfigurationError(

@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import queue
+import ssl
 import threading
 import traceback
 import uuid
@@ -348,6 +349,16 @@ def check_default_result(result: TaskResult, task_id: str = "t-1") -> None:
 
 
 # -- settings --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("position", [0, 1, 2])
+def test_settings_of_the_wrong_type_are_a_configuration_error(position: int) -> None:
+    # Client(key, base_url, ssl_context) puts the context where the team id goes.
+    args: list[object] = ["sk-test", "https://example.com/api/v1/r", None]
+    args[position] = ssl.create_default_context()
+    name = ("api_key", "base_url", "team_id")[position]
+    with pytest.raises(ConfigurationError, match=f"{name} must be a str, not SSLContext"):
+        Client(*args)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("key", [None, "", "   "], ids=["none", "empty", "blank"])
