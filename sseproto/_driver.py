@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from ._errors import EventStreamError
 from ._eventsource import EventSource
 from ._parser import DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_LINE_BYTES
+from ._rules import seconds
 
 if TYPE_CHECKING:
     import random
@@ -64,8 +65,8 @@ class EventStreamBase:
             max_event_bytes=max_event_bytes,
         )
         self._what = self.source._what
-        self._connect_timeout = connect_timeout
-        self._read_timeout = read_timeout
+        self._connect_timeout = seconds("connect_timeout", connect_timeout, positive=True)
+        self._read_timeout = seconds("read_timeout", read_timeout, positive=True)
         self._ready: deque[ServerSentEvent] = deque()
         self._done = False
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from . import _api, _watching
 from ._errors import SSEProtoError, StreamUnavailable, TaskEventError
 from ._eventsource import Wait
+from ._rules import seconds
 from .tasks import decode_task_event, decode_task_result, decode_task_snapshot
 
 if TYPE_CHECKING:
@@ -73,8 +74,8 @@ class ClientBase:
         self.base_url = self._settings.base_url
         self.team_id = self._settings.team_id
         self.ssl_context = ssl_context
-        self.connect_timeout = connect_timeout
-        self.read_timeout = read_timeout
+        self.connect_timeout = seconds("connect_timeout", connect_timeout, positive=True)
+        self.read_timeout = seconds("read_timeout", read_timeout, positive=True)
 
     def __repr__(self) -> str:
         return f"<{type(self).__module__.replace('._client', '')} Client {self.base_url}>"

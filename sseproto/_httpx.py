@@ -37,24 +37,29 @@ from ._errors import (
     ConfigurationError,
     ConnectError,
     ConnectTimeout,
+    HTTPStatusError,
     ReadTimeout,
     RemoteProtocolError,
     SSEProtoError,
     TransportError,
 )
-from ._rules import Origin, header_fields, parse_url
+from ._rules import Origin, header_fields, joined, parse_url, refused
 from ._tls import default_ssl_context, find_ssl_error, handshake_error
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import AsyncIterator, Iterator, Sequence
 
     from ._rules import HeaderFields
 
 __all__ = [
+    "Attempt",
     "Collector",
+    "aiter_body",
+    "answer_of",
     "check_client",
     "fields_of",
     "httpx",
+    "iter_body",
     "own_client_options",
     "request_headers",
     "timeout",
@@ -104,6 +109,39 @@ def request_headers(headers: Sequence[tuple[str, str]]) -> list[tuple[bytes, byt
     return [(name.encode("ascii"), value.encode("utf-8")) for name, value in headers]
 
 
+def answer_of(exc: Exception) -> httpx.Response | None:
+    """The response behind a caller's response hook that raised (``raise_for_status``):
+    the machines judge it, as any answer (a 401 is final, a 503 retried)."""
+    if isinstance(exc, httpx.HTTPStatusError):
+        return exc.response
+    return None
+
+
+def iter_body(response: httpx.Response) -> Iterator[bytes]:
+    """The body's bytes as received (raw); or, when something (a response hook, a
+    mock's ``content=``) already read it, what was read; nothing when httpx closed it
+    unread (a response hook that raised)."""
+    if response.is_stream_consumed:
+        return iter([response.content] if response.content else [])
+    if response.is_closed:
+        return iter([])
+    return response.iter_raw()
+
+
+def aiter_body(response: httpx.Response) -> AsyncIterator[bytes]:
+    """:func:`iter_body` for an async response."""
+    if response.is_stream_consumed:
+        return _once(response.content)
+    if response.is_closed:
+        return _once(b"")
+    return response.aiter_raw()
+
+
+async def _once(content: bytes) -> AsyncIterator[bytes]:
+    if content:
+        yield content
+
+
 def fields_of(response: httpx.Response) -> HeaderFields:
     """The response headers as the machines take them (lower-case names, repeats kept)."""
     return header_fields(response.headers.raw)
@@ -125,6 +163,13 @@ def translate(
     if isinstance(exc, SSEProtoError):
         return exc
     origin = origin_of(url)
+    if isinstance(exc, httpx.HTTPStatusError):  # a hook's raise_for_status: no query shown
+        status = exc.response.status_code
+        return HTTPStatusError(
+            refused(f"{exc.request.method} {origin}{exc.request.url.path}", status),
+            status_code=status,
+            headers=joined(fields_of(exc.response)),
+        )
     if isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout)):
         return ConnectTimeout(f"connecting to {origin} took longer than {connect_timeout} s")
     if isinstance(exc, httpx.ReadTimeout):
@@ -169,6 +214,39 @@ def translate(
 def _reason(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return text if len(text) <= 200 else text[:200] + "…"
+
+
+class Attempt:
+    """One try of a JSON call, watched through httpcore's ``trace`` extension: did it
+    open a new connection, and did the answer's head arrive?
+
+    httpx drops an idle connection the server visibly closed, but a close that
+    crosses the request on the wire (the server's idle timeout) fails the call on a
+    reused connection before any answer. Then, as the trio client does
+    (``_rules.may_resend``), the call is sent again once, on a new connection: the
+    server never saw it. Never once an answer started, nor after a timeout.
+    """
+
+    def __init__(self) -> None:
+        self.reused = True
+        self.answered = False
+
+    def trace(self, name: str, info: object) -> None:
+        if ".connect_tcp." in name or ".connect_unix_socket." in name:
+            self.reused = False
+        elif name.endswith("receive_response_headers.complete"):
+            self.answered = True
+
+    async def atrace(self, name: str, info: object) -> None:
+        self.trace(name, info)
+
+    def may_resend(self, exc: BaseException) -> bool:
+        """Whether a call that failed with httpx's ``exc`` may be sent again."""
+        if not self.reused or self.answered:
+            return False
+        if isinstance(exc, httpx.RemoteProtocolError):  # closed before a byte arrived
+            return "without sending a response" in str(exc)
+        return isinstance(exc, (httpx.ReadError, httpx.WriteError))  # reset by the close
 
 
 class Collector:

@@ -33,7 +33,10 @@ from ._driver import EventStreamBase
 from ._endpoints import AsyncEndpoints, watch_async
 from ._eventsource import Connect, Stop, Wait
 from ._httpx import (
+    Attempt,
     Collector,
+    aiter_body,
+    answer_of,
     check_client,
     fields_of,
     httpx,
@@ -145,17 +148,20 @@ class EventStream(EventStreamBase):
         try:
             response = await client.send(request, stream=True, follow_redirects=False)
         except Exception as exc:
-            error = self._translate(exc, action.url)
-            if error is exc:
-                raise
-            source.connection_closed(_now(), error)
-            return
+            answer = answer_of(exc)  # a response hook of yours raised for its status
+            if answer is None:
+                error = self._translate(exc, action.url)
+                if error is exc:
+                    raise
+                source.connection_closed(_now(), error)
+                return
+            response = answer
         stream = False
         try:
             stream = source.receive_response(response.status_code, response.headers.raw, _now())
             if stream:
                 self._response = response
-                self._chunks = response.aiter_raw()
+                self._chunks = aiter_body(response)
             elif source.wants_error_body:  # for the error: bounded in size and time
                 collector = Collector(ERROR_BODY_LIMIT, truncate=True)
                 with suppress(asyncio.TimeoutError):
@@ -195,7 +201,7 @@ class EventStream(EventStreamBase):
 
 
 async def _collect(response: httpx.Response, collector: Collector) -> None:
-    async for chunk in response.aiter_raw():
+    async for chunk in aiter_body(response):
         collector.add(chunk)
         if collector.full:
             return
@@ -317,29 +323,46 @@ class Client(AsyncEndpoints):
 
     async def _exchange(self, call: _api.Call) -> tuple[int, HeaderFields, str, bytes]:
         client = self.http_client
-        request = client.build_request(
-            call.method,
-            call.url,
-            headers=request_headers(call.headers),
-            content=call.body or None,
-            timeout=self._timeout,
-        )
-        collector = Collector(_api.JSON_BODY_LIMIT)
-        try:
-            response = await client.send(request, stream=True, follow_redirects=False)
-            try:
-                async for chunk in response.aiter_raw():
-                    collector.add(chunk)
-            finally:
-                await response.aclose()
-        except Exception as exc:
-            ours = translate(
-                exc, call.url, connect_timeout=self.connect_timeout, read_timeout=self.read_timeout
+        for again in (True, False):
+            attempt = Attempt()
+            request = client.build_request(
+                call.method,
+                call.url,
+                headers=request_headers(call.headers),
+                content=call.body or None,
+                timeout=self._timeout,
+                extensions={"trace": attempt.atrace},
             )
-            if ours is None or ours is exc:
-                raise
-            raise ours from None
-        return response.status_code, fields_of(response), response.reason_phrase, collector.body
+            collector = Collector(_api.JSON_BODY_LIMIT)
+            try:
+                try:
+                    response = await client.send(request, stream=True, follow_redirects=False)
+                except httpx.HTTPStatusError as exc:  # your response hook raised: ours judge
+                    response = exc.response
+                try:
+                    async for chunk in aiter_body(response):
+                        collector.add(chunk)
+                finally:
+                    await response.aclose()
+            except Exception as exc:
+                if again and attempt.may_resend(exc):
+                    continue  # the server had closed the idle connection: send again
+                ours = translate(
+                    exc,
+                    call.url,
+                    connect_timeout=self.connect_timeout,
+                    read_timeout=self.read_timeout,
+                )
+                if ours is None or ours is exc:
+                    raise
+                raise ours from None
+            return (
+                response.status_code,
+                fields_of(response),
+                response.reason_phrase,
+                collector.body,
+            )
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _open_stream(self, url: str, last_event_id: str) -> Any:
         return open_event_stream(

@@ -20,7 +20,9 @@ with blocking calls: :class:`EventStream` loops around the sans-IO
 stream to the endpoints of ``_endpoints``; :func:`watch` runs the shared watch loop
 on ``time.monotonic``. An interrupt (Ctrl-C) at any point leaves through the
 ``with`` blocks, which close the response and the client sseproto created: no
-socket stays open.
+socket stays open. One exception, upstream: an interrupt during the TLS handshake
+itself leaves that one socket to the garbage collector (httpcore 1.0's
+``start_tls`` and CPython's ``SSLSocket`` close it on ``Exception`` only).
 """
 
 from __future__ import annotations
@@ -34,10 +36,13 @@ from ._driver import EventStreamBase
 from ._endpoints import SyncEndpoints, watch_sync
 from ._eventsource import Connect, Stop, Wait
 from ._httpx import (
+    Attempt,
     Collector,
+    answer_of,
     check_client,
     fields_of,
     httpx,
+    iter_body,
     own_client_options,
     request_headers,
     timeout,
@@ -145,17 +150,20 @@ class EventStream(EventStreamBase):
         try:
             response = client.send(request, stream=True, follow_redirects=False)
         except Exception as exc:
-            error = self._translate(exc, action.url)
-            if error is exc:
-                raise
-            source.connection_closed(_now(), error)
-            return
+            answer = answer_of(exc)  # a response hook of yours raised for its status
+            if answer is None:
+                error = self._translate(exc, action.url)
+                if error is exc:
+                    raise
+                source.connection_closed(_now(), error)
+                return
+            response = answer
         stream = False
         try:
             stream = source.receive_response(response.status_code, response.headers.raw, _now())
             if stream:
                 self._response = response
-                self._chunks = response.iter_raw()
+                self._chunks = iter_body(response)
             elif source.wants_error_body:  # for the error: bounded in size and time
                 collector = Collector(ERROR_BODY_LIMIT, truncate=True)
                 _collect(response, collector, _now() + ERROR_BODY_SECONDS)
@@ -196,7 +204,7 @@ class EventStream(EventStreamBase):
 def _collect(response: httpx.Response, collector: Collector, deadline: float) -> None:
     """An error's body, until it ends, fills ``collector`` or the deadline passes
     (checked between reads: a read waits at most ``read_timeout``)."""
-    for chunk in response.iter_raw():
+    for chunk in iter_body(response):
         collector.add(chunk)
         if collector.full or _now() >= deadline:
             return
@@ -318,29 +326,46 @@ class Client(SyncEndpoints):
 
     def _exchange(self, call: _api.Call) -> tuple[int, HeaderFields, str, bytes]:
         client = self.http_client
-        request = client.build_request(
-            call.method,
-            call.url,
-            headers=request_headers(call.headers),
-            content=call.body or None,
-            timeout=self._timeout,
-        )
-        collector = Collector(_api.JSON_BODY_LIMIT)
-        try:
-            response = client.send(request, stream=True, follow_redirects=False)
-            try:
-                for chunk in response.iter_raw():
-                    collector.add(chunk)
-            finally:
-                response.close()
-        except Exception as exc:
-            ours = translate(
-                exc, call.url, connect_timeout=self.connect_timeout, read_timeout=self.read_timeout
+        for again in (True, False):
+            attempt = Attempt()
+            request = client.build_request(
+                call.method,
+                call.url,
+                headers=request_headers(call.headers),
+                content=call.body or None,
+                timeout=self._timeout,
+                extensions={"trace": attempt.trace},
             )
-            if ours is None or ours is exc:
-                raise
-            raise ours from None
-        return response.status_code, fields_of(response), response.reason_phrase, collector.body
+            collector = Collector(_api.JSON_BODY_LIMIT)
+            try:
+                try:
+                    response = client.send(request, stream=True, follow_redirects=False)
+                except httpx.HTTPStatusError as exc:  # your response hook raised: ours judge
+                    response = exc.response
+                try:
+                    for chunk in iter_body(response):
+                        collector.add(chunk)
+                finally:
+                    response.close()
+            except Exception as exc:
+                if again and attempt.may_resend(exc):
+                    continue  # the server had closed the idle connection: send again
+                ours = translate(
+                    exc,
+                    call.url,
+                    connect_timeout=self.connect_timeout,
+                    read_timeout=self.read_timeout,
+                )
+                if ours is None or ours is exc:
+                    raise
+                raise ours from None
+            return (
+                response.status_code,
+                fields_of(response),
+                response.reason_phrase,
+                collector.body,
+            )
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _open_stream(self, url: str, last_event_id: str) -> Any:
         return open_event_stream(
