@@ -32,15 +32,11 @@ import importlib
 import importlib.util
 import json
 import math
-import os
 import secrets
-import signal
 import socket
 import ssl
-import sys
 import threading
 import traceback
-import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -81,10 +77,19 @@ from sseproto.testing import (
     serve_in_thread,
     status,
 )
+from tests._leaks import (
+    LIMIT,
+    accepting,
+    alarm,
+    check_leaks,
+    clear_environment,
+    leak_check,
+    open_sockets,
+    run_asyncio,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator
-    from types import FrameType
 
 T = TypeVar("T")
 
@@ -95,8 +100,6 @@ INTERVAL = 0.01
 RETRY_MS = 50
 #: Seconds between polls in the watch scenarios.
 POLL = 0.05
-#: Seconds any one scenario must end within: a hang fails the test, not the run.
-LIMIT = 20.0
 #: The read timeout of the stall scenarios (the only ones that rely on it).
 STALL_READ_TIMEOUT = 0.2
 #: Seconds after which the interruption scenarios interrupt (the first events are in).
@@ -128,51 +131,13 @@ MODULES = {
 ALL_DRIVERS = ["trio", "asyncio", "uvloop", "sync"]
 ASYNC_DRIVERS = ["trio", "asyncio", "uvloop"]
 HTTPX_DRIVERS = ["asyncio", "uvloop", "sync"]
-#: Settings from the environment that would change what a driver does (httpx honours
-#: the proxy variables): none of them, for every test.
-ENVIRONMENT = (
-    "CYBERUN_API_KEY",
-    "CYBERUN_BASE_URL",
-    "CYBERUN_TEAM_ID",
-    "SSL_CERT_FILE",
-    "SSL_CERT_DIR",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "ALL_PROXY",
-    "NO_PROXY",
-)
 
 
 # -- drivers -----------------------------------------------------------------------------
 
 
-class Hung(BaseException):
-    """A blocking scenario outlived LIMIT (a BaseException, so no driver swallows it)."""
-
-
 class Interrupt(BaseException):
     """What a signal handler raises in a blocking scenario (as Ctrl-C would)."""
-
-
-@contextlib.contextmanager
-def alarm(seconds: float, exc: type[BaseException] = Hung) -> Iterator[None]:
-    """Raise ``exc`` in the main thread after ``seconds`` (where SIGALRM exists)."""
-    if not hasattr(signal, "setitimer") or threading.current_thread() is not (
-        threading.main_thread()
-    ):
-        yield
-        return
-
-    def ring(signum: int, frame: FrameType | None) -> None:
-        raise exc(f"the scenario did not end within {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, ring)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 @dataclass(frozen=True)
@@ -199,24 +164,20 @@ class Driver:
 
             return trio.run(guarded)
 
-        async def guarded_asyncio() -> T:
-            return await asyncio.wait_for(main(), LIMIT)
-
-        if self.name == "uvloop":
-            uvloop = pytest.importorskip("uvloop")
-            if sys.version_info >= (3, 11):
-                with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-                    return runner.run(guarded_asyncio())
-            result: T = uvloop.run(guarded_asyncio())  # pragma: no cover (3.10)
-            return result  # pragma: no cover
-        assert self.name == "asyncio"
-        return asyncio.run(guarded_asyncio())
+        return run_asyncio(main, self.name)
 
     def call(self, main: Callable[[], T]) -> T:
         """Run a blocking scenario, under LIMIT."""
         assert self.name == "sync"
         with alarm(LIMIT):
             return main()
+
+    def drive(self, main: Callable[[], Awaitable[None]], blocking: Callable[[], None]) -> None:
+        """Run ``main`` (async drivers) or ``blocking`` (sync), under LIMIT."""
+        if self.is_async:
+            self.run(main)
+        else:
+            self.call(blocking)
 
     def interrupted(
         self,
@@ -295,23 +256,6 @@ httpx_only = pytest.mark.parametrize("driver", HTTPX_DRIVERS, indirect=True)
 # -- leaks -------------------------------------------------------------------------------
 
 
-def open_sockets() -> set[str]:
-    """The process's open socket descriptors (Linux; empty elsewhere)."""
-    out: set[str] = set()
-    try:
-        names = os.listdir("/proc/self/fd")
-    except OSError:  # pragma: no cover (not Linux)
-        return out
-    for name in names:
-        try:
-            target = os.readlink(f"/proc/self/fd/{name}")
-        except OSError:
-            continue
-        if target.startswith("socket:"):
-            out.add(f"{name} -> {target}")
-    return out
-
-
 @pytest.fixture(scope="module", autouse=True)
 def frozen_heap() -> Iterator[None]:
     """What exists before these tests is left out of every collection: a collection
@@ -322,30 +266,13 @@ def frozen_heap() -> Iterator[None]:
     gc.unfreeze()
 
 
-def check_leaks(sockets: set[str], threads: set[threading.Thread]) -> None:
-    """No socket open and no thread running that were not there before (``sockets``,
-    ``threads``), and no ResourceWarning from the garbage collector."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        gc.collect()
-    resource = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
-    left = [t.name for t in threading.enumerate() if t not in threads and t.is_alive()]
-    assert resource == [], "ResourceWarning at garbage collection"
-    assert open_sockets() - sockets == set(), "sockets left open"
-    assert left == [], "threads left running"
-
-
 @pytest.fixture(autouse=True)
 def no_leaks(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Every test ends with no new socket open, no new thread, no ResourceWarning (and
     runs without the environment's CYBERUN_*, SSL_CERT_* and proxy settings)."""
-    for name in ENVIRONMENT:
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
-    sockets = open_sockets()
-    threads = set(threading.enumerate())
-    yield
-    check_leaks(sockets, threads)
+    clear_environment(monkeypatch)
+    with leak_check():
+        yield
 
 
 # -- scripts and expectations ----------------------------------------------------------
@@ -365,6 +292,8 @@ FAILING = [
     failed("CUDA out of memory", delay=INTERVAL),
 ]
 CANCELLED = [status("running"), progress(0.5, delay=INTERVAL), cancelled(delay=INTERVAL)]
+#: A task that sends two events, then nothing for a minute.
+SLOW = [status("pending"), status("running", delay=INTERVAL), progress(0.5, delay=60.0)]
 
 
 def sse_labels(script: Task, first: int = 1, last: int | None = None) -> list[str]:
@@ -425,6 +354,13 @@ def check_comfy_result(result: TaskResult | None, task_id: str = "t-1") -> None:
 def exception_text(exc: BaseException) -> str:
     """Everything an exception shows: str, repr and the whole traceback, chain included."""
     return f"{exc}\n{exc!r}\n" + "".join(traceback.format_exception(exc))
+
+
+def check_secret_free(exc: BaseException, *hidden: str) -> None:
+    """None of the ``hidden`` strings shows anywhere in ``exc`` (see ``exception_text``)."""
+    text = exception_text(exc)
+    for secret in hidden:
+        assert secret not in text
 
 
 def check_step_data(events: list[ServerSentEvent], script: Task, task_id: str) -> None:
@@ -503,47 +439,31 @@ def raw_listener(answer: str) -> Iterator[Listener]:
       answered (a task snapshot), the second read and left unanswered, the connection
       closed (as a server whose idle timeout strikes as the request arrives).
     """
-    sock = socket.create_server(("127.0.0.1", 0))
-    listener = Listener(sock.getsockname()[1])
     if answer == "refused":
-        sock.close()
-        yield listener
+        with socket.create_server(("127.0.0.1", 0)) as sock:
+            port = sock.getsockname()[1]
+        yield Listener(port)
         return
-    sock.settimeout(0.02)
-    held: list[socket.socket] = []
-    stop = threading.Event()
+    listener = Listener(0)
 
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = sock.accept()
-            except TimeoutError:
-                continue
-            listener.accepted += 1
-            held.append(conn)
-            if answer == "hangup":
-                conn.settimeout(2.0)
-                with contextlib.suppress(OSError):
-                    conn.recv(65536)
-                conn.close()
-            elif answer == "answer-once":
-                conn.settimeout(2.0)
-                with contextlib.suppress(OSError):
-                    if read_request(conn):
-                        conn.sendall(SNAPSHOT_ANSWER)
-                        read_request(conn)
-                conn.close()
-
-    thread = threading.Thread(target=serve, name="raw-listener", daemon=True)
-    thread.start()
-    try:
-        yield listener
-    finally:
-        stop.set()
-        thread.join()
-        for conn in held:
+    def handle(conn: socket.socket) -> None:
+        listener.accepted += 1
+        if answer == "hangup":
+            conn.settimeout(2.0)
+            with contextlib.suppress(OSError):
+                conn.recv(65536)
             conn.close()
-        sock.close()
+        elif answer == "answer-once":
+            conn.settimeout(2.0)
+            with contextlib.suppress(OSError):
+                if read_request(conn):
+                    conn.sendall(SNAPSHOT_ANSWER)
+                    read_request(conn)
+            conn.close()
+
+    with accepting("raw-listener", handle) as port:
+        listener.port = port
+        yield listener
 
 
 # -- adapters: one scenario, any driver, a plain record ----------------------------------
@@ -586,38 +506,34 @@ def collect_stream(
 
     out = Streamed()
     m = driver.module
-    if driver.is_async:
 
-        async def main() -> None:
-            stream = None
-            try:
-                async with m.open_event_stream(url, **kwargs) as stream:
-                    async for event in stream:
-                        out.events.append(event)
-                        if done(out.events):
-                            break
-            except SSEProtoError as exc:
-                out.error = exc
-            if stream is not None:
-                out.note(stream)
+    async def main() -> None:
+        stream = None
+        try:
+            async with m.open_event_stream(url, **kwargs) as stream:
+                async for event in stream:
+                    out.events.append(event)
+                    if done(out.events):
+                        break
+        except SSEProtoError as exc:
+            out.error = exc
+        if stream is not None:
+            out.note(stream)
 
-        driver.run(main)
-    else:
+    def blocking() -> None:
+        stream = None
+        try:
+            with m.open_event_stream(url, **kwargs) as stream:
+                for event in stream:
+                    out.events.append(event)
+                    if done(out.events):
+                        break
+        except SSEProtoError as exc:
+            out.error = exc
+        if stream is not None:
+            out.note(stream)
 
-        def blocking() -> None:
-            stream = None
-            try:
-                with m.open_event_stream(url, **kwargs) as stream:
-                    for event in stream:
-                        out.events.append(event)
-                        if done(out.events):
-                            break
-            except SSEProtoError as exc:
-                out.error = exc
-            if stream is not None:
-                out.note(stream)
-
-        driver.call(blocking)
+    driver.drive(main, blocking)
     return out
 
 
@@ -649,6 +565,14 @@ class Watched:
         return [i for i in self.items if isinstance(i, TaskSnapshot)]
 
 
+def check_watched_whole(got: Watched, script: Task) -> None:
+    """``watch`` handed on_event each of the script's events once, in order, and
+    returned the ComfyUI result."""
+    assert got.error is None
+    assert got.labels == typed_labels(script)
+    check_comfy_result(got.result)
+
+
 def run_watch(
     driver: Driver,
     srv: TestServer,
@@ -674,34 +598,24 @@ def run_watch(
         await driver.sleep0()
         record(item)
 
-    settings: dict[str, Any] = {
-        "api_key": srv.token,
-        "base_url": srv.base_url,
-        "ssl_context": srv.ssl_context,
-        "on_event": record_async if async_on_event else record,
-        "poll_interval": POLL,
-        **kwargs,
-    }
+    assert driver.is_async or not async_on_event
+    on_event = record_async if async_on_event else record
+    settings = client_settings(srv, on_event=on_event, poll_interval=POLL) | kwargs
     m = driver.module
-    if driver.is_async:
 
-        async def main() -> None:
-            try:
-                out.result = await m.watch(task_id, **settings)
-            except (SSEProtoError, RuntimeError) as exc:
-                out.error = exc
+    async def main() -> None:
+        try:
+            out.result = await m.watch(task_id, **settings)
+        except (SSEProtoError, RuntimeError) as exc:
+            out.error = exc
 
-        driver.run(main)
-    else:
-        assert not async_on_event
+    def blocking() -> None:
+        try:
+            out.result = m.watch(task_id, **settings)
+        except (SSEProtoError, RuntimeError) as exc:
+            out.error = exc
 
-        def blocking() -> None:
-            try:
-                out.result = m.watch(task_id, **settings)
-            except (SSEProtoError, RuntimeError) as exc:
-                out.error = exc
-
-        driver.call(blocking)
+    driver.drive(main, blocking)
     return out
 
 
@@ -731,28 +645,24 @@ def follow(driver: Driver, srv: TestServer, task_id: str = "t-1", **kwargs: Any)
     out = Followed()
     m = driver.module
     settings = client_settings(srv)
-    if driver.is_async:
 
-        async def main() -> None:
-            async with m.Client(**settings) as client:
-                try:
-                    async for item in client.task_events(task_id, **kwargs):
-                        out.items.append(item)
-                except SSEProtoError as exc:
-                    out.error = exc
+    async def main() -> None:
+        async with m.Client(**settings) as client:
+            try:
+                async for item in client.task_events(task_id, **kwargs):
+                    out.items.append(item)
+            except SSEProtoError as exc:
+                out.error = exc
 
-        driver.run(main)
-    else:
+    def blocking() -> None:
+        with m.Client(**settings) as client:
+            try:
+                for item in client.task_events(task_id, **kwargs):
+                    out.items.append(item)
+            except SSEProtoError as exc:
+                out.error = exc
 
-        def blocking() -> None:
-            with m.Client(**settings) as client:
-                try:
-                    for item in client.task_events(task_id, **kwargs):
-                        out.items.append(item)
-                except SSEProtoError as exc:
-                    out.error = exc
-
-        driver.call(blocking)
+    driver.drive(main, blocking)
     return out
 
 
@@ -780,54 +690,50 @@ def client_tour(driver: Driver, srv: TestServer) -> Tour:
     out = Tour()
     m = driver.module
     settings = client_settings(srv)
-    if driver.is_async:
 
-        async def main() -> None:
-            async with m.Client(**settings) as client:
-                out.run_id = await client.run_workflow("comfy-demo@2", {"seed": 7})
-                out.fresh = await client.get_task(out.run_id)
-                try:
-                    await client.get_result(out.run_id)
-                except HTTPStatusError as exc:
-                    out.unfinished = exc
-                out.cancel_answer = await client.cancel_task(out.run_id)
-                async for item in client.task_events(out.run_id):
-                    out.cancelled_events.append(label(item))
-                out.cancelled_result = await client.get_result(out.run_id)
-                async for item in client.task_events("t-1"):
-                    out.events.append(label(item))
-                out.done = await client.get_task("t-1")
-                out.result = await client.get_result("t-1")
-                tasks, out.meta = await client.list_tasks()
-                out.listed = sorted(str(t.id) for t in tasks)
-                completed, _ = await client.list_tasks(status="completed")
-                out.completed_only = [str(t.id) for t in completed]
+    async def main() -> None:
+        async with m.Client(**settings) as client:
+            out.run_id = await client.run_workflow("comfy-demo@2", {"seed": 7})
+            out.fresh = await client.get_task(out.run_id)
+            try:
+                await client.get_result(out.run_id)
+            except HTTPStatusError as exc:
+                out.unfinished = exc
+            out.cancel_answer = await client.cancel_task(out.run_id)
+            async for item in client.task_events(out.run_id):
+                out.cancelled_events.append(label(item))
+            out.cancelled_result = await client.get_result(out.run_id)
+            async for item in client.task_events("t-1"):
+                out.events.append(label(item))
+            out.done = await client.get_task("t-1")
+            out.result = await client.get_result("t-1")
+            tasks, out.meta = await client.list_tasks()
+            out.listed = sorted(str(t.id) for t in tasks)
+            completed, _ = await client.list_tasks(status="completed")
+            out.completed_only = [str(t.id) for t in completed]
 
-        driver.run(main)
-    else:
+    def blocking() -> None:
+        with m.Client(**settings) as client:
+            out.run_id = client.run_workflow("comfy-demo@2", {"seed": 7})
+            out.fresh = client.get_task(out.run_id)
+            try:
+                client.get_result(out.run_id)
+            except HTTPStatusError as exc:
+                out.unfinished = exc
+            out.cancel_answer = client.cancel_task(out.run_id)
+            for item in client.task_events(out.run_id):
+                out.cancelled_events.append(label(item))
+            out.cancelled_result = client.get_result(out.run_id)
+            for item in client.task_events("t-1"):
+                out.events.append(label(item))
+            out.done = client.get_task("t-1")
+            out.result = client.get_result("t-1")
+            tasks, out.meta = client.list_tasks()
+            out.listed = sorted(str(t.id) for t in tasks)
+            completed, _ = client.list_tasks(status="completed")
+            out.completed_only = [str(t.id) for t in completed]
 
-        def blocking() -> None:
-            with m.Client(**settings) as client:
-                out.run_id = client.run_workflow("comfy-demo@2", {"seed": 7})
-                out.fresh = client.get_task(out.run_id)
-                try:
-                    client.get_result(out.run_id)
-                except HTTPStatusError as exc:
-                    out.unfinished = exc
-                out.cancel_answer = client.cancel_task(out.run_id)
-                for item in client.task_events(out.run_id):
-                    out.cancelled_events.append(label(item))
-                out.cancelled_result = client.get_result(out.run_id)
-                for item in client.task_events("t-1"):
-                    out.events.append(label(item))
-                out.done = client.get_task("t-1")
-                out.result = client.get_result("t-1")
-                tasks, out.meta = client.list_tasks()
-                out.listed = sorted(str(t.id) for t in tasks)
-                completed, _ = client.list_tasks(status="completed")
-                out.completed_only = [str(t.id) for t in completed]
-
-        driver.call(blocking)
+    driver.drive(main, blocking)
     return out
 
 
@@ -835,26 +741,22 @@ def client_error(driver: Driver, method: str, *args: Any, **settings: Any) -> Ba
     """The SSEProtoError that one Client call raises (it must raise one)."""
     m = driver.module
     caught: list[BaseException] = []
-    if driver.is_async:
 
-        async def main() -> None:
-            async with m.Client(**settings) as client:
-                try:
-                    await getattr(client, method)(*args)
-                except SSEProtoError as exc:
-                    caught.append(exc)
+    async def main() -> None:
+        async with m.Client(**settings) as client:
+            try:
+                await getattr(client, method)(*args)
+            except SSEProtoError as exc:
+                caught.append(exc)
 
-        driver.run(main)
-    else:
+    def blocking() -> None:
+        with m.Client(**settings) as client:
+            try:
+                getattr(client, method)(*args)
+            except SSEProtoError as exc:
+                caught.append(exc)
 
-        def blocking() -> None:
-            with m.Client(**settings) as client:
-                try:
-                    getattr(client, method)(*args)
-                except SSEProtoError as exc:
-                    caught.append(exc)
-
-        driver.call(blocking)
+    driver.drive(main, blocking)
     assert caught, f"Client.{method} raised nothing"
     return caught[0]
 
@@ -863,21 +765,17 @@ def client_calls(driver: Driver, calls: list[tuple[str, str]], **settings: Any) 
     """Client calls in one session, one after the other: what each returned."""
     m = driver.module
     out: list[Any] = []
-    if driver.is_async:
 
-        async def main() -> None:
-            async with m.Client(**settings) as client:
-                for method, arg in calls:
-                    out.append(await getattr(client, method)(arg))
+    async def main() -> None:
+        async with m.Client(**settings) as client:
+            for method, arg in calls:
+                out.append(await getattr(client, method)(arg))
 
-        driver.run(main)
-    else:
+    def blocking() -> None:
+        with m.Client(**settings) as client:
+            out.extend(getattr(client, method)(arg) for method, arg in calls)
 
-        def blocking() -> None:
-            with m.Client(**settings) as client:
-                out.extend(getattr(client, method)(arg) for method, arg in calls)
-
-        driver.call(blocking)
+    driver.drive(main, blocking)
     return out
 
 
@@ -1049,9 +947,7 @@ def test_stream_bad_token_is_401_and_secret_free(driver: Driver) -> None:
     assert type(got.error) is HTTPStatusError
     assert got.error.status_code == 401
     assert b"invalid or missing token" in got.error.body
-    text = exception_text(got.error)
-    assert wrong not in text
-    assert srv.token not in text
+    check_secret_free(got.error, wrong, srv.token)
 
 
 @without_uvloop
@@ -1147,8 +1043,7 @@ def test_stream_trickled_with_drops(driver: Driver) -> None:
 
 def test_stream_left_early_closes_at_once(driver: Driver) -> None:
     # The third event is a minute away: leaving the block must not wait for it.
-    steps = [status("pending"), status("running", delay=INTERVAL), progress(0.5, delay=60.0)]
-    with server({"t-1": quick([*steps, *comfyui_timeline(1)[-1:]])}) as srv:
+    with server({"t-1": quick([*SLOW, *comfyui_timeline(1)[-1:]])}) as srv:
         got = stream(driver, srv, stop=lambda events: len(events) == 2)
     assert (got.labels, got.error) == (["status#1", "status#2"], None)
 
@@ -1166,10 +1061,6 @@ def test_stream_gives_up_with_the_last_refusal(driver: Driver) -> None:
     assert (last.status_code, last.retry_after) == (503, 1.0)
     assert b"simulated HTTP 503" in last.body
     assert resumed_from(srv) == [None, "1"]
-
-
-#: A task that sends two events, then nothing for a minute.
-SLOW = [status("pending"), status("running", delay=INTERVAL), progress(0.5, delay=60.0)]
 
 
 @pytest.mark.parametrize("moment", ["reading", "heartbeats", "waiting", "connecting"])
@@ -1273,10 +1164,7 @@ def test_stream_refuses_impossible_timeouts(driver: Driver, setting: dict[str, A
         except ConfigurationError as exc:
             refused.append(exc)
 
-    if driver.is_async:
-        driver.run(main)
-    else:
-        driver.call(blocking)
+    driver.drive(main, blocking)
     assert len(refused) == 1
 
 
@@ -1329,9 +1217,7 @@ def test_stream_network_faults(
 def test_watch_clean_run(driver: Driver) -> None:
     with server({"t-1": QUICK}) as srv:
         got = run_watch(driver, srv)
-    assert got.error is None
-    assert got.labels == typed_labels(QUICK)
-    check_comfy_result(got.result)
+    check_watched_whole(got, QUICK)
     [request] = requests_to(srv, "/tasks/t-1/events")
     assert request.headers["authorization"] == f"Bearer {srv.token}"
     assert request.headers["accept"] == "text/event-stream"
@@ -1358,9 +1244,7 @@ def test_watch_resumes_after_drops(driver: Driver, faults: list[Fault], resumed:
     script = quick(faults=faults)
     with server({"t-1": script}) as srv:
         got = run_watch(driver, srv)
-    assert got.error is None
-    assert got.labels == typed_labels(script)
-    check_comfy_result(got.result)
+    check_watched_whole(got, script)
     assert resumed_from(srv) == [None, *resumed]
 
 
@@ -1368,9 +1252,7 @@ def test_watch_replaces_a_stalled_connection(driver: Driver) -> None:
     script = quick(faults=[Fault("stall", after=2)])
     with server({"t-1": script}) as srv:
         got = run_watch(driver, srv, read_timeout=STALL_READ_TIMEOUT)
-    assert got.error is None
-    assert got.labels == typed_labels(script)
-    check_comfy_result(got.result)
+    check_watched_whole(got, script)
     assert resumed_from(srv) == [None, "2"]
 
 
@@ -1378,9 +1260,7 @@ def test_watch_drops_replays(driver: Driver) -> None:
     script = quick(faults=[Fault("drop_between", after=4)], replay=3)
     with server({"t-1": script}) as srv:
         got = run_watch(driver, srv)
-    assert got.error is None
-    assert got.labels == typed_labels(script)
-    check_comfy_result(got.result)
+    check_watched_whole(got, script)
     assert resumed_from(srv) == [None, "4"]
 
 
@@ -1390,9 +1270,7 @@ def test_watch_honours_retry_after(driver: Driver) -> None:
     )
     with server({"t-1": script}) as srv:
         got = run_watch(driver, srv)
-    assert got.error is None
-    assert got.labels == typed_labels(script)
-    check_comfy_result(got.result)
+    check_watched_whole(got, script)
     _, refused, resumed = requests_to(srv, "/tasks/t-1/events")
     assert resumed.headers.get("last-event-id") == "2"
     assert resumed.time - refused.time >= 0.9
@@ -1479,9 +1357,7 @@ def test_watch_bad_token_is_401_and_secret_free(driver: Driver) -> None:
     assert got.items == []
     assert type(got.error) is HTTPStatusError
     assert got.error.status_code == 401
-    text = exception_text(got.error)
-    assert wrong not in text
-    assert srv.token not in text
+    check_secret_free(got.error, wrong, srv.token)
     assert requests_to(srv, "/tasks/t-1") == []  # a refusal is final: no polling
 
 
@@ -1519,9 +1395,7 @@ def test_watch_wire_formats(
     script = quick(line_ending=line_ending, trickle=trickle, multiline_data=multiline)
     with server({"t-1": script}) as srv:
         got = run_watch(driver, srv)
-    assert got.error is None
-    assert got.labels == typed_labels(script)
-    check_comfy_result(got.result)
+    check_watched_whole(got, script)
 
 
 @without_uvloop
@@ -1662,9 +1536,7 @@ def test_client_bad_token_is_401_and_secret_free(driver: Driver) -> None:
     assert type(exc) is HTTPStatusError
     assert exc.status_code == 401
     assert b"invalid or missing token" in exc.body
-    text = exception_text(exc)
-    assert wrong not in text
-    assert srv.token not in text
+    check_secret_free(exc, wrong, srv.token)
 
 
 def test_client_untrusted_certificate(driver: Driver) -> None:
@@ -1707,11 +1579,10 @@ def test_client_sends_again_when_the_idle_connection_was_closed(driver: Driver) 
 def test_client_task_events_left_early(driver: Driver) -> None:
     # Leaving task_events after two items (closing it, as its docstring says): the
     # client goes on (a JSON call), and nothing is left open.
-    steps = [status("pending"), status("running", delay=INTERVAL), progress(0.5, delay=60.0)]
     m = driver.module
     seen: list[str] = []
     snapshot: list[TaskSnapshot] = []
-    with server({"t-1": quick(steps)}) as srv:
+    with server({"t-1": quick(SLOW)}) as srv:
         settings = client_settings(srv)
 
         async def main() -> None:
@@ -1732,10 +1603,7 @@ def test_client_task_events_left_early(driver: Driver) -> None:
                             break
                 snapshot.append(client.get_task("t-1"))
 
-        if driver.is_async:
-            driver.run(main)
-        else:
-            driver.call(blocking)
+        driver.drive(main, blocking)
     assert seen == ["StatusChanged#1", "StatusChanged#2"]
     assert [str(s.status) for s in snapshot] == ["running"]
 
@@ -1787,10 +1655,7 @@ def test_http_client_is_the_callers(driver: Driver) -> None:
         def on_event(item: Any) -> None:
             watched.append(label(item))
 
-        if driver.is_async:
-            driver.run(main)
-        else:
-            driver.call(blocking)
+        driver.drive(main, blocking)
     assert got.labels == sse_labels(script)
     assert resumed_from(srv) == [None, "2"]
     assert watched
@@ -1850,10 +1715,7 @@ def test_http_client_with_ssl_context_is_refused(driver: Driver) -> None:
                 m.Client(**api, http_client=httpx.AsyncClient())  # the async kind
                 errors.append("Client(httpx.AsyncClient)")
 
-    if driver.is_async:
-        driver.run(main)
-    else:
-        driver.call(blocking)
+    driver.drive(main, blocking)
     assert errors == [], "accepted"
 
 
@@ -1883,10 +1745,7 @@ def test_http_client_that_does_not_trust_the_server(driver: Driver) -> None:
                 except SSEProtoError as exc:
                     got.error = exc
 
-        if driver.is_async:
-            driver.run(main)
-        else:
-            driver.call(blocking)
+        driver.drive(main, blocking)
     assert got.events == []
     assert type(got.error) is CertificateError
     assert srv.requests == []

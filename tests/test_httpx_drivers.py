@@ -40,7 +40,7 @@ import time
 import traceback
 import warnings
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -51,37 +51,25 @@ import sseproto.sync as sync_sse
 from sseproto import _api, _httpx
 from sseproto._rules import ERROR_BODY_LIMIT
 from sseproto.testing import Fault, Task, TestServer, completed, serve_in_thread, status
+from tests._leaks import (
+    HAS_PROC,
+    accepting,
+    alarm,
+    clear_environment,
+    leak_check,
+    open_sockets,
+    run_asyncio,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+    from collections.abc import AsyncIterator, Callable, Iterator
     from types import FrameType
-
-T = TypeVar("T")
 
 #: The httpx drivers: blocking, asyncio, asyncio on uvloop.
 DRIVERS = ["sync", "asyncio", "uvloop"]
 LOOPS = ["asyncio", "uvloop"]
-#: Seconds any one scenario must end within: a hang fails the test, not the run.
-LIMIT = 20.0
 #: What sseproto sends as User-Agent.
 USER_AGENT = f"sseproto/{sseproto.__version__}"
-#: The environment that would change what these tests see.
-ENVIRONMENT = (
-    "SSL_CERT_FILE",
-    "SSL_CERT_DIR",
-    "CYBERUN_API_KEY",
-    "CYBERUN_BASE_URL",
-    "CYBERUN_TEAM_ID",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "ALL_PROXY",
-    "NO_PROXY",
-    "http_proxy",
-    "https_proxy",
-    "all_proxy",
-    "no_proxy",
-)
-HAS_PROC = os.path.isdir("/proc/self/fd") and os.path.exists("/proc/net/tcp")
 needs_proc = pytest.mark.skipif(not HAS_PROC, reason="counts sockets through Linux's /proc")
 needs_alarm = pytest.mark.skipif(
     not hasattr(signal, "setitimer"), reason="delivers Ctrl-C with signal.setitimer"
@@ -100,19 +88,6 @@ LONG = Task(steps=[status("pending"), status("running"), completed(delay=60.0)],
 
 
 # -- leaks -------------------------------------------------------------------------------
-
-
-def open_sockets() -> set[str]:
-    """The inodes of this process's open sockets (Linux; empty elsewhere)."""
-    out: set[str] = set()
-    if not HAS_PROC:  # pragma: no cover
-        return out
-    for fd in os.listdir("/proc/self/fd"):
-        with contextlib.suppress(OSError):
-            target = os.readlink(f"/proc/self/fd/{fd}")
-            if target.startswith("socket:["):
-                out.add(target[len("socket:[") : -1])
-    return out
 
 
 def _tcp_ports() -> dict[str, tuple[int, int]]:
@@ -146,21 +121,12 @@ def sockets_of(port: int) -> set[str]:
 
 @pytest.fixture(autouse=True)
 def no_leaks(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Every test ends with no new socket open, no new thread, no ResourceWarning."""
-    for name in ENVIRONMENT:
-        monkeypatch.delenv(name, raising=False)
-    sockets = open_sockets()
-    threads = set(threading.enumerate())
-    yield
-    still_open = open_sockets() - sockets  # before any garbage collection
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        gc.collect()
-    resource = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
-    left = [t.name for t in threading.enumerate() if t not in threads and t.is_alive()]
-    assert still_open == set(), "sockets left open"
-    assert resource == [], "ResourceWarning at garbage collection"
-    assert left == [], "threads left running"
+    """Every test ends with no new socket open (closed at once, not by the garbage
+    collector), no new thread, no ResourceWarning (and runs without the environment's
+    CYBERUN_*, SSL_CERT_* and proxy settings)."""
+    clear_environment(monkeypatch)
+    with leak_check(at_once=True):
+        yield
 
 
 @pytest.fixture
@@ -187,31 +153,6 @@ def own_clients(monkeypatch: pytest.MonkeyPatch) -> list[httpx.Client | httpx.As
 # -- running things ----------------------------------------------------------------------
 
 
-class Hung(BaseException):
-    """A blocking scenario outlived LIMIT (a BaseException, so no driver swallows it)."""
-
-
-@contextlib.contextmanager
-def deadline(seconds: float = LIMIT) -> Iterator[None]:
-    """Raise Hung in the main thread after ``seconds`` (where SIGALRM exists)."""
-    if not hasattr(signal, "setitimer") or threading.current_thread() is not (
-        threading.main_thread()
-    ):  # pragma: no cover
-        yield
-        return
-
-    def ring(signum: int, frame: FrameType | None) -> None:
-        raise Hung(f"the scenario did not end within {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, ring)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 @contextlib.contextmanager
 def ctrl_c() -> Iterator[Callable[[float], None]]:
     """``arm(seconds)``: a KeyboardInterrupt in the main thread ``seconds`` later, raised
@@ -229,23 +170,6 @@ def ctrl_c() -> Iterator[Callable[[float], None]]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
-
-
-def run(main: Callable[[], Coroutine[Any, Any, T]], loop: str = "asyncio") -> T:
-    """Run ``main()`` under asyncio (``loop="uvloop"``: on uvloop's loop), within LIMIT."""
-
-    async def guarded() -> T:
-        return await asyncio.wait_for(main(), LIMIT)
-
-    if loop == "uvloop":
-        uvloop = pytest.importorskip("uvloop")
-        if sys.version_info >= (3, 11):
-            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-                return runner.run(guarded())
-        result: T = uvloop.run(guarded())  # pragma: no cover (3.10)
-        return result  # pragma: no cover
-    assert loop == "asyncio"
-    return asyncio.run(guarded())
 
 
 def auth(token: str) -> dict[str, str]:
@@ -285,7 +209,7 @@ def stream_with(driver: str, url: str, *, stop_after: int | None = None, **kwarg
         return stop_after is not None and len(out.events) >= stop_after
 
     if driver == "sync":
-        with deadline():
+        with alarm():
             try:
                 with sync_sse.open_event_stream(url, **kwargs) as stream:
                     try:
@@ -310,7 +234,7 @@ def stream_with(driver: str, url: str, *, stop_after: int | None = None, **kwarg
         except (sseproto.SSEProtoError, httpx.HTTPError) as exc:
             out.error = exc
 
-    run(main, driver)
+    run_asyncio(main, driver)
     return out
 
 
@@ -318,14 +242,14 @@ def call(driver: str, method: str, *args: Any, **settings: Any) -> Any:
     """One call of ``driver``'s ``Client(**settings)``: its value or its SSEProtoError."""
     try:
         if driver == "sync":
-            with deadline(), sync_sse.Client(**settings) as client:
+            with alarm(), sync_sse.Client(**settings) as client:
                 return getattr(client, method)(*args)
 
         async def main() -> Any:
             async with async_sse.Client(**settings) as client:
                 return await getattr(client, method)(*args)
 
-        return run(main, driver)
+        return run_asyncio(main, driver)
     except sseproto.SSEProtoError as exc:
         return exc
 
@@ -335,13 +259,13 @@ def watch(driver: str, task_id: str, **kwargs: Any) -> Any:
     kwargs.setdefault("poll_interval", 0.05)
     try:
         if driver == "sync":
-            with deadline():
+            with alarm():
                 return sync_sse.watch(task_id, **kwargs)
 
         async def main() -> Any:
             return await async_sse.watch(task_id, **kwargs)
 
-        return run(main, driver)
+        return run_asyncio(main, driver)
     except sseproto.SSEProtoError as exc:
         return exc
 
@@ -429,31 +353,10 @@ class Listener:
 def silent_listener() -> Iterator[Listener]:
     """A TCP listener on loopback that accepts connections and never says a byte (no
     TLS handshake, no HTTP answer); ``accepted`` is set at its first connection."""
-    sock = socket.create_server(("127.0.0.1", 0))
-    sock.settimeout(0.02)
-    listener = Listener(sock.getsockname()[1])
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = sock.accept()
-            except TimeoutError:
-                continue
-            held.append(conn)
-            listener.accepted.set()
-
-    thread = threading.Thread(target=serve, name="silent-listener", daemon=True)
-    thread.start()
-    try:
+    listener = Listener(0)
+    with accepting("silent-listener", lambda conn: listener.accepted.set()) as port:
+        listener.port = port
         yield listener
-    finally:
-        stop.set()
-        thread.join()
-        for conn in held:
-            conn.close()
-        sock.close()
 
 
 def closed_port() -> int:
@@ -1000,7 +903,7 @@ def test_the_callers_client_is_used_and_left_open(driver: str) -> None:
                 seen.append(f"{request.method} {request.url.path}")
 
             with (
-                deadline(),
+                alarm(),
                 httpx.Client(verify=srv.ssl_context, event_hooks={"request": [hook]}) as mine,
             ):
                 labels = tour_sync(srv, mine)
@@ -1014,7 +917,7 @@ def test_the_callers_client_is_used_and_left_open(driver: str) -> None:
                 async with httpx.AsyncClient(verify=srv.ssl_context, event_hooks=hooks) as mine:
                     return await tour_async(srv, mine)
 
-            labels = run(main, driver)
+            labels = run_asyncio(main, driver)
         received = [f"{r.method} {r.path}" for r in srv.requests]
     assert labels == QUICK_LABELS
     assert seen == received  # every request went through the caller's client
@@ -1074,7 +977,7 @@ def refused_everywhere(driver: str, options: dict[str, Any], says: str) -> None:
         with pytest.raises(sseproto.ConfigurationError, match=says):
             await async_sse.watch("t-1", api_key="sk-x", **options)
 
-    run(main, driver)
+    run_asyncio(main, driver)
 
 
 @pytest.mark.parametrize("driver", DRIVERS)
@@ -1531,7 +1434,7 @@ def test_a_cancelled_watch_leaves_no_socket_open(
                 )
             assert sockets_to(srv.port) == set()  # at once, the loop still running
 
-        run(main, loop)
+        run_asyncio(main, loop)
         # Each event (pending, running: then a long wait) came while the stream's
         # connection, and only it, was open.
         assert open_during
@@ -1580,7 +1483,7 @@ def test_a_cancelled_stream_closes_its_connection_not_the_callers_client(
                 response = await mine.get(f"{srv.base_url}/tasks/t-1", headers=auth(srv.token))
                 assert response.status_code == 200
 
-        run(main, loop)
+        run_asyncio(main, loop)
     expected = ["status:pending", "status:running"][:wanted]
     assert [label(e) for e in events] == expected
     assert [len(s) for s in open_during] == [1] * len(expected)
@@ -1624,7 +1527,7 @@ def test_a_cancellation_during_the_tls_handshake_leaves_no_socket_open(loop: str
         # sees the ResourceWarning.
         with warnings.catch_warnings(record=True) as warned:
             warnings.simplefilter("always")
-            run(main, loop)
+            run_asyncio(main, loop)
             gc.collect()
     assert left == set()
     assert [str(w.message) for w in warned if issubclass(w.category, ResourceWarning)] == []
@@ -1683,7 +1586,7 @@ def test_the_key_never_shows(driver: str, caplog: pytest.LogCaptureFixture) -> N
                 ):
                     shown.extend([repr(client), str(client), repr(stream), str(stream)])
 
-            run(main, driver)
+            run_asyncio(main, driver)
     # A refused connection (the stream tries twice, logging the first failure).
     refused = f"https://127.0.0.1:{closed_port()}"
     failures += [
@@ -1814,7 +1717,7 @@ def test_the_blocking_watch_refuses_an_async_on_event(
 
     with serve_in_thread({"t-1": QUICK}) as srv, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with deadline(), pytest.raises(TypeError, match=r"sseproto\.asyncio\.watch"):
+        with alarm(), pytest.raises(TypeError, match=r"sseproto\.asyncio\.watch"):
             sync_sse.watch(
                 "t-1",
                 api_key=srv.token,
@@ -1848,6 +1751,6 @@ def test_the_asyncio_watch_awaits_an_async_on_event(loop: str) -> None:
                 on_event=on_event,
             )
 
-        result = run(main, loop)
+        result = run_asyncio(main, loop)
     assert result.output == {"n": 1}
     assert seen == ["StatusChanged", "StatusChanged", "Completed"]
