@@ -56,12 +56,14 @@ __all__ = [
     "Collector",
     "aiter_body",
     "answer_of",
+    "astream_body",
     "check_client",
     "fields_of",
     "httpx",
     "iter_body",
     "own_client_options",
     "request_headers",
+    "stream_body",
     "timeout",
     "translate",
 ]
@@ -135,6 +137,30 @@ def aiter_body(response: httpx.Response) -> AsyncIterator[bytes]:
     if response.is_closed:
         return _once(b"")
     return response.aiter_raw()
+
+
+def stream_body(response: httpx.Response) -> Iterator[bytes]:
+    """An event stream's body, raw, for the hot loop: the transport's stream itself
+    (``iter_raw`` adds a generator, a chunker and a context manager per chunk, which
+    on a stream of one chunk per event is a sixth of the cost of an event)."""
+    stream = response.stream
+    if response.is_stream_consumed or response.is_closed:
+        return iter_body(response)
+    if isinstance(stream, httpx.SyncByteStream):
+        response.is_stream_consumed = True  # nobody else reads it
+        return iter(stream)
+    return response.iter_raw()  # pragma: no cover (an httpx.Client has sync streams)
+
+
+def astream_body(response: httpx.Response) -> AsyncIterator[bytes]:
+    """:func:`stream_body` for an async response."""
+    stream = response.stream
+    if response.is_stream_consumed or response.is_closed:
+        return aiter_body(response)
+    if isinstance(stream, httpx.AsyncByteStream):
+        response.is_stream_consumed = True
+        return stream.__aiter__()
+    return response.aiter_raw()  # pragma: no cover (an AsyncClient has async streams)
 
 
 async def _once(content: bytes) -> AsyncIterator[bytes]:

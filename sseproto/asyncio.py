@@ -31,12 +31,14 @@ from typing import TYPE_CHECKING, Any
 from . import _api, _watching
 from ._driver import EventStreamBase
 from ._endpoints import AsyncEndpoints, watch_async
+from ._errors import EventStreamError
 from ._eventsource import Connect, Stop, Wait
 from ._httpx import (
     Attempt,
     Collector,
     aiter_body,
     answer_of,
+    astream_body,
     check_client,
     fields_of,
     httpx,
@@ -91,20 +93,41 @@ class EventStream(EventStreamBase):
         self._ssl_context = ssl_context
         self._timeout = timeout(self._connect_timeout, self._read_timeout)
         self._response: httpx.Response | None = None
+        self._receive_data = self.source.receive_data
         self._chunks: AsyncIterator[bytes] | None = None
 
     def __aiter__(self) -> EventStream:
         return self
 
     async def __anext__(self) -> ServerSentEvent:
-        while not self._ready:
-            if self._chunks is not None:
-                await self._read()
+        # The hot loop: one read, one event, inline; the rest is in _read_failed and
+        # _next.
+        ready = self._ready
+        if ready:
+            return ready.popleft()
+        while True:
+            chunks = self._chunks
+            if chunks is not None:
+                try:
+                    chunk = await chunks.__anext__()
+                except BaseException as exc:
+                    await self._read_failed(exc)
+                else:
+                    try:
+                        events = self._receive_data(chunk)
+                    except EventStreamError as exc:  # delivered first; then Stop(exc)
+                        ready.extend(exc.events)
+                        await self._drop_connection()
+                    else:
+                        if len(events) == 1:
+                            return events[0]
+                        ready.extend(events)
             elif self._done:
                 raise StopAsyncIteration
             else:
                 await self._next()
-        return self._ready.popleft()
+            if ready:
+                return ready.popleft()
 
     async def aclose(self) -> None:
         """Close the connection (and the client sseproto created) now; the stream
@@ -161,7 +184,7 @@ class EventStream(EventStreamBase):
             stream = source.receive_response(response.status_code, response.headers.raw, _now())
             if stream:
                 self._response = response
-                self._chunks = aiter_body(response)
+                self._chunks = astream_body(response)
             elif source.wants_error_body:  # for the error: bounded in size and time
                 collector = Collector(ERROR_BODY_LIMIT, truncate=True)
                 with suppress(asyncio.TimeoutError):
@@ -176,23 +199,19 @@ class EventStream(EventStreamBase):
             if not stream:
                 await response.aclose()
 
-    async def _read(self) -> None:
-        assert self._chunks is not None
-        try:
-            chunk = await self._chunks.__anext__()
-        except StopAsyncIteration:  # the server ended the body: the machine says what next
-            await self._drop_connection()
+    async def _read_failed(self, exc: BaseException) -> None:
+        """The read raised: the body's end (StopAsyncIteration), a network failure (ours,
+        translated, for the machine), or anything else (the caller's, re-raised)."""
+        await self._drop_connection()
+        if isinstance(
+            exc, StopAsyncIteration
+        ):  # the server ended the body: the machine says what next
             self.source.connection_closed(_now())
             return
-        except Exception as exc:
-            error = self._translate(exc, self.source.url)
-            await self._drop_connection()
-            if error is exc:
-                raise
-            self.source.connection_closed(_now(), error)
-            return
-        if not self._receive(chunk):  # a parser limit: the machine says Stop next
-            await self._drop_connection()
+        error = self._translate(exc, self.source.url) if isinstance(exc, Exception) else exc
+        if error is exc:
+            raise exc
+        self.source.connection_closed(_now(), error)
 
     async def _drop_connection(self) -> None:
         response, self._response, self._chunks = self._response, None, None

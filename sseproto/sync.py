@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from . import _api, _watching
 from ._driver import EventStreamBase
 from ._endpoints import SyncEndpoints, watch_sync
+from ._errors import EventStreamError
 from ._eventsource import Connect, Stop, Wait
 from ._httpx import (
     Attempt,
@@ -45,6 +46,7 @@ from ._httpx import (
     iter_body,
     own_client_options,
     request_headers,
+    stream_body,
     timeout,
     translate,
 )
@@ -93,20 +95,41 @@ class EventStream(EventStreamBase):
         self._ssl_context = ssl_context
         self._timeout = timeout(self._connect_timeout, self._read_timeout)
         self._response: httpx.Response | None = None
+        self._receive_data = self.source.receive_data
         self._chunks: Iterator[bytes] | None = None
 
     def __iter__(self) -> EventStream:
         return self
 
     def __next__(self) -> ServerSentEvent:
-        while not self._ready:
-            if self._chunks is not None:
-                self._read()
+        # The hot loop: one read, one event, inline; the rest is in _read_failed and
+        # _next.
+        ready = self._ready
+        if ready:
+            return ready.popleft()
+        while True:
+            chunks = self._chunks
+            if chunks is not None:
+                try:
+                    chunk = next(chunks)
+                except BaseException as exc:
+                    self._read_failed(exc)
+                else:
+                    try:
+                        events = self._receive_data(chunk)
+                    except EventStreamError as exc:  # delivered first; then Stop(exc)
+                        ready.extend(exc.events)
+                        self._drop_connection()
+                    else:
+                        if len(events) == 1:
+                            return events[0]
+                        ready.extend(events)
             elif self._done:
                 raise StopIteration
             else:
                 self._next()
-        return self._ready.popleft()
+            if ready:
+                return ready.popleft()
 
     def close(self) -> None:
         """Close the connection (and the client sseproto created) now; the stream
@@ -163,7 +186,7 @@ class EventStream(EventStreamBase):
             stream = source.receive_response(response.status_code, response.headers.raw, _now())
             if stream:
                 self._response = response
-                self._chunks = iter_body(response)
+                self._chunks = stream_body(response)
             elif source.wants_error_body:  # for the error: bounded in size and time
                 collector = Collector(ERROR_BODY_LIMIT, truncate=True)
                 _collect(response, collector, _now() + ERROR_BODY_SECONDS)
@@ -177,23 +200,17 @@ class EventStream(EventStreamBase):
             if not stream:
                 response.close()
 
-    def _read(self) -> None:
-        assert self._chunks is not None
-        try:
-            chunk = next(self._chunks)
-        except StopIteration:  # the server ended the body: the machine says what next
-            self._drop_connection()
+    def _read_failed(self, exc: BaseException) -> None:
+        """The read raised: the body's end (StopIteration), a network failure (ours,
+        translated, for the machine), or anything else (the caller's, re-raised)."""
+        self._drop_connection()
+        if isinstance(exc, StopIteration):  # the body ended: the machine says what next
             self.source.connection_closed(_now())
             return
-        except Exception as exc:
-            error = self._translate(exc, self.source.url)
-            self._drop_connection()
-            if error is exc:
-                raise
-            self.source.connection_closed(_now(), error)
-            return
-        if not self._receive(chunk):  # a parser limit: the machine says Stop next
-            self._drop_connection()
+        error = self._translate(exc, self.source.url) if isinstance(exc, Exception) else exc
+        if error is exc:
+            raise exc
+        self.source.connection_closed(_now(), error)
 
     def _drop_connection(self) -> None:
         response, self._response, self._chunks = self._response, None, None
