@@ -11,8 +11,11 @@ trees (before and after a change) compare exactly:
 * **e2e**: client instructions per event of ``Client.task_events`` over TLS on
   loopback, the test server in its own process (not counted): 6,000 events minus
   2,000, over 4,000.
+* **drivers**: the same difference for each client of ``bench_drivers.py`` on its
+  stream (one HTTP chunk per event, its server in its own process):
+  ``sseproto.asyncio`` and ``sseproto.sync`` against httpx + httpx-sse, with ratios.
 
-Run: ``python benchmarks/bench_instructions.py [--only parser|e2e]`` (needs valgrind;
+Run: ``python benchmarks/bench_instructions.py [--only parser|e2e|drivers]`` (needs valgrind;
 a few minutes). A benchmark, not a test: nothing here fails on a figure.
 """
 
@@ -53,6 +56,33 @@ if __name__ == "__main__":
     finally:
         server.stop()
 """
+
+
+_DRIVER = """
+import sys
+sys.path.insert(0, {here!r})
+import bench_drivers as b
+
+if __name__ == "__main__":
+    clients, _ = b.build_clients([{runner!r}], floor=False)
+    (client,) = [c for c in clients if c.key == {key!r}]
+    # Both streams are built in both runs, so that building them cancels out.
+    streams = {{n: b.build_stream(n) for n in (2000, 6000)}}
+    responses = {{f"/{{n}}".encode(): b.http_response(s, "chunked") for n, s in streams.items()}}
+    server = b.Server(responses)
+    try:
+        url = f"{{server.origin}}/{events}"
+        target = b.Target(url, server.ssl_context, {{"Authorization": "Bearer x"}})
+        assert b.attempt(client, target, streams[{events}]) is not None, client.error
+    finally:
+        server.stop()
+"""
+
+#: (runner, sseproto's client, its httpx-sse counterpart) in bench_drivers.py
+DRIVER_PAIRS = [
+    ("asyncio", "asyncio/sseproto", "asyncio/httpx-sse"),
+    ("sync", "sync/sseproto", "sync/httpx-sse"),
+]
 
 
 def instructions(code: str, *, pure: bool = False) -> int:
@@ -102,9 +132,27 @@ def e2e_figures() -> None:
     print(f"  {(large - small) // 4000:,}")
 
 
+def driver_figures() -> None:
+    print("client instructions per event, bench_drivers.py's stream (one chunk per event)")
+    for runner, ours, theirs in DRIVER_PAIRS:
+        per_event = {}
+        for key in (ours, theirs):
+            small, large = (
+                instructions(_DRIVER.format(here=str(HERE), runner=runner, key=key, events=n))
+                for n in (2000, 6000)
+            )
+            per_event[key] = (large - small) // 4000
+        ratio = per_event[theirs] / per_event[ours]
+        print(
+            f"  {runner:<8} sseproto {per_event[ours]:>9,}   httpx-sse {per_event[theirs]:>9,}"
+            f"   ratio {ratio:.2f}x",
+            flush=True,
+        )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    ap.add_argument("--only", choices=["parser", "e2e"], default=None)
+    ap.add_argument("--only", choices=["parser", "e2e", "drivers"], default=None)
     args = ap.parse_args()
     import sseproto._parser
 
@@ -114,6 +162,8 @@ def main() -> int:
         parser_figures()
     if args.only in (None, "e2e"):
         e2e_figures()
+    if args.only in (None, "drivers"):
+        driver_figures()
     return 0
 
 
