@@ -53,7 +53,15 @@ def extensions() -> list[object]:
         return []
     # mypyc type-checks the package around the core too; the build environment has
     # no trio or h11 (runtime dependencies), which only the transport uses.
-    return list(mypycify(["--ignore-missing-imports", *COMPILED], opt_level="3"))
+    try:
+        return list(mypycify(["--ignore-missing-imports", *COMPILED], opt_level="3"))
+    except (Exception, SystemExit) as exc:  # mypyc exits on a type error it finds
+        print(
+            f"warning: mypyc could not compile sseproto's parser ({exc!r}); installing "
+            "the pure-Python parser, which is correct but slower",
+            file=sys.stderr,
+        )
+        return []
 
 
 setup(ext_modules=extensions(), cmdclass={"build_ext": optional_build_ext})

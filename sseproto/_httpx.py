@@ -127,7 +127,8 @@ def iter_body(response: httpx.Response) -> Iterator[bytes]:
         return iter([response.content] if response.content else [])
     if response.is_closed:
         return iter([])
-    return response.iter_raw()
+    raw: Iterator[bytes] = response.iter_raw()  # typed even where httpx is not (a build)
+    return raw
 
 
 def aiter_body(response: httpx.Response) -> AsyncIterator[bytes]:
@@ -136,7 +137,8 @@ def aiter_body(response: httpx.Response) -> AsyncIterator[bytes]:
         return _once(response.content)
     if response.is_closed:
         return _once(b"")
-    return response.aiter_raw()
+    raw: AsyncIterator[bytes] = response.aiter_raw()
+    return raw
 
 
 def stream_body(response: httpx.Response) -> Iterator[bytes]:
@@ -146,10 +148,13 @@ def stream_body(response: httpx.Response) -> Iterator[bytes]:
     stream = response.stream
     if response.is_stream_consumed or response.is_closed:
         return iter_body(response)
+    raw: Iterator[bytes]
     if isinstance(stream, httpx.SyncByteStream):
         response.is_stream_consumed = True  # nobody else reads it
-        return iter(stream)
-    return response.iter_raw()  # pragma: no cover (an httpx.Client has sync streams)
+        raw = iter(stream)
+    else:  # pragma: no cover (an httpx.Client has sync streams)
+        raw = response.iter_raw()
+    return raw
 
 
 def astream_body(response: httpx.Response) -> AsyncIterator[bytes]:
@@ -157,10 +162,13 @@ def astream_body(response: httpx.Response) -> AsyncIterator[bytes]:
     stream = response.stream
     if response.is_stream_consumed or response.is_closed:
         return aiter_body(response)
+    raw: AsyncIterator[bytes]
     if isinstance(stream, httpx.AsyncByteStream):
         response.is_stream_consumed = True
-        return stream.__aiter__()
-    return response.aiter_raw()  # pragma: no cover (an AsyncClient has async streams)
+        raw = stream.__aiter__()
+    else:  # pragma: no cover (an AsyncClient has async streams)
+        raw = response.aiter_raw()
+    return raw
 
 
 async def _once(content: bytes) -> AsyncIterator[bytes]:
