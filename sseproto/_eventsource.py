@@ -254,9 +254,10 @@ class EventSource:
         self._delivered = False
         self._last_event: ServerSentEvent | None = None
         self._replaying = False
-        # Fingerprints of recent events with an id, to recognise replays: the event
+        # Fingerprints of recent events with an id, to recognise replays: the hash of
+        # the whole event (type, data, id; 64 bits, computed in C), where the event
         # itself would keep up to 1024 large payloads in memory.
-        self._seen: deque[tuple[str, str, int]] = deque(maxlen=_SEEN_EVENTS)
+        self._seen: deque[int] = deque(maxlen=_SEEN_EVENTS)
 
     def __repr__(self) -> str:
         return f"<sseproto EventSource {self._what[4:]} {self._state}>"
@@ -435,16 +436,18 @@ class EventSource:
             events, error = exc.events, exc
         if parser.retry is not None:
             self.server_retry = parser.retry
-        if events and self._replaying:
-            events = self._drop_replays(events)
         if events:
-            seen = self._seen
-            for event in events:
-                if event.id:
-                    seen.append((event.id, event.event, hash(event.data)))
-            self._last_event = events[-1]
-            self._delivered = True
-            self._failures = 0  # events flow again: a failure starts a new count
+            if self._replaying:
+                events = self._drop_replays(events)
+            if events:
+                seen = self._seen
+                for event in events:
+                    if event.id:
+                        seen.append(hash(event))
+                self._last_event = events[-1]
+                if not self._delivered:  # events flow again: a failure starts a new count
+                    self._delivered = True
+                    self._failures = 0
         if not self._replaying:  # replays do not move the resume point back
             self.last_event_id = parser.last_event_id
         if error is not None:
@@ -459,7 +462,7 @@ class EventSource:
         assert own_ids is not None
         seen = self._seen
         for i, event in enumerate(events):
-            if not (i in own_ids and (event.id, event.event, hash(event.data)) in seen):
+            if not (i in own_ids and hash(event) in seen):
                 self._replaying = False  # the first new event: no more replays
                 self._parser._own_ids = None
                 return events[i:]
