@@ -34,12 +34,15 @@ from ._client import Client, watch
 from ._errors import (
     ConfigurationError,
     HTTPStatusError,
+    NameResolutionError,
+    ProxyError,
     SSEProtoError,
     TaskCancelled,
     TaskEventError,
     TaskFailed,
 )
 from ._parser import EventStreamParser, ServerSentEvent
+from ._proxy import FROM_ENVIRONMENT, parse_proxy
 from ._rules import check_headers
 from ._stream import open_event_stream
 from ._version import __version__
@@ -280,11 +283,26 @@ async def _watch_one(
     return EXIT_OK
 
 
+def _proxy(args: argparse.Namespace) -> str | None:
+    """``--proxy URL`` (checked here, so that its errors name the option), ``--no-proxy``
+    (None), or neither: the environment's."""
+    if args.no_proxy:
+        return None
+    if args.proxy is None:
+        return FROM_ENVIRONMENT
+    try:
+        parse_proxy(args.proxy, source="--proxy")
+    except ConfigurationError as exc:
+        raise _UserError(str(exc), EXIT_USAGE) from None
+    return str(args.proxy)
+
+
 def _client_args(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "base_url": args.base_url,
         "team_id": args.team_id,
         "ssl_context": _ssl_context(args),
+        "proxy": _proxy(args),
     }
 
 
@@ -377,6 +395,7 @@ async def cmd_tail(args: argparse.Namespace) -> int:
         headers=headers,
         ssl_context=_ssl_context(args),
         last_event_id=args.last_event_id or "",
+        proxy=_proxy(args),
     ) as stream:
         count = 0
         async for event in stream:
@@ -431,7 +450,7 @@ async def cmd_serve(args: argparse.Namespace) -> int:  # runs until Ctrl-C
     async with contextlib.AsyncExitStack() as stack:
         try:
             server = await stack.enter_async_context(
-                serve(scripted, token=args.token, port=args.port)
+                serve(scripted, token=args.token, port=args.port, names=args.name or ())
             )
         except (OSError, BaseExceptionGroup) as exc:  # trio's nursery may wrap it
             error = _unwrap(exc)
@@ -550,7 +569,8 @@ _EXIT_CODES = """exit status:
   1    the task failed
   2    a usage error
   3    the task was cancelled
-  4    no API key or another setting that cannot work, or the key refused (401, 403)
+  4    no API key or another setting that cannot work, the key refused (401, 403)
+  4    or the proxy's credentials refused (407)
   5    any other error (network, protocol, --timeout)
   130  interrupted (Ctrl-C)"""
 
@@ -598,10 +618,24 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--version", action="version", version=f"sseproto {__version__}")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
 
+    def proxy_options(p: argparse.ArgumentParser) -> None:
+        group = p.add_mutually_exclusive_group()
+        group.add_argument(
+            "--proxy",
+            default=None,
+            metavar="URL",
+            help="an http://[user:password@]host:port proxy (default: $HTTPS_PROXY, "
+            "$ALL_PROXY, except for $NO_PROXY)",
+        )
+        group.add_argument(
+            "--no-proxy", action="store_true", help="connect directly, whatever the environment"
+        )
+
     def api_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--base-url", default=None, help="default: $CYBERUN_BASE_URL")
         p.add_argument("--team-id", default=None, help="default: $CYBERUN_TEAM_ID")
         p.add_argument("--cacert", default=None, help="a PEM CA file to trust")
+        proxy_options(p)
         p.add_argument("--json", action="store_true", help="JSON Lines on stdout")
         p.add_argument(
             "--poll-interval",
@@ -653,6 +687,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--last-event-id", default=None)
     p.add_argument("-n", "--count", type=_count, default=None, help="stop after N events")
     p.add_argument("--cacert", default=None, help="a PEM CA file to trust")
+    proxy_options(p)
 
     p = sub.add_parser("parse", help="a captured stream (file or -) to JSON Lines")
     p.add_argument("file", nargs="?", default="-")
@@ -677,6 +712,12 @@ def build_parser() -> argparse.ArgumentParser:
         "polling (no stream); any other id runs a ComfyUI-like timeline",
     )
     p.add_argument("--interval", type=_seconds, default=0.5, metavar="S", help="between steps")
+    p.add_argument(
+        "--name",
+        action="append",
+        metavar="HOST",
+        help="another host name for its certificate (one a proxy resolves, say)",
+    )
     return ap
 
 
@@ -741,10 +782,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigurationError as exc:  # a missing key, a URL or header that cannot work
         _print_error(exc)
         return EXIT_AUTH
+    except NameResolutionError as exc:  # a typo in a URL: say which setting to check
+        if exc.proxy:
+            hint = "check --proxy or $HTTPS_PROXY (--no-proxy to connect directly)"
+        elif command in ("tail", "bench"):
+            hint = "check the URL's host"
+        else:
+            hint = "check --base-url or $CYBERUN_BASE_URL"
+        what = str(exc).rsplit("; check", 1)[0]  # the library's advice, for options
+        _print_error(f"{what}; {hint}")
+        return EXIT_ERROR
+    except ProxyError as exc:
+        if exc.status_code == 407:
+            _print_error(f"{exc} (--proxy http://user:password@host:port, or $HTTPS_PROXY)")
+            return EXIT_AUTH
+        _print_error(exc)
+        return EXIT_ERROR
     except HTTPStatusError as exc:
         generic = command in ("tail", "bench")  # any SSE endpoint, not the task API
-        hint = _HINTS.get(("url" if generic else "api", exc.status_code))
-        _print_error(f"{exc}; {hint}" if hint else exc)
+        refusal = _HINTS.get(("url" if generic else "api", exc.status_code))
+        _print_error(f"{exc}; {refusal}" if refusal else exc)
         return EXIT_AUTH if exc.status_code in (401, 403) else EXIT_ERROR
     except SSEProtoError as exc:
         _print_error(exc)

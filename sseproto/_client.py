@@ -23,6 +23,8 @@ from ._api import DEFAULT_BASE_URL
 from ._endpoints import AsyncEndpoints, watch_async
 from ._errors import TransportError
 from ._http import Connection, parse_url
+from ._net import route
+from ._proxy import FROM_ENVIRONMENT
 from ._rules import header_fields, may_resend
 from ._stream import EventStream, open_event_stream
 
@@ -49,9 +51,13 @@ class Client(AsyncEndpoints):
             ``SSL_CERT_FILE``). Verification is always on.
         connect_timeout: Seconds to connect (TCP and TLS).
         read_timeout: Seconds without a byte before a connection is presumed dead.
+        proxy: An ``http://[user:password@]host:port`` proxy, or None for none; by
+            default the environment's (``HTTPS_PROXY``, ``NO_PROXY``, ...; see
+            :func:`sseproto.open_event_stream`).
 
     Raises:
-        ConfigurationError: No API key was given or found in the environment.
+        ConfigurationError: No API key was given or found in the environment, or the
+            proxy URL cannot be used.
     """
 
     def __init__(
@@ -63,8 +69,11 @@ class Client(AsyncEndpoints):
         *,
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
+        proxy: str | None = FROM_ENVIRONMENT,
     ) -> None:
-        super().__init__(api_key, base_url, team_id, ssl_context, connect_timeout, read_timeout)
+        super().__init__(
+            api_key, base_url, team_id, ssl_context, connect_timeout, read_timeout, proxy
+        )
         self._conn: Connection | None = None
 
     async def __aenter__(self) -> Client:
@@ -104,7 +113,10 @@ class Client(AsyncEndpoints):
                 conn = idle
             else:
                 conn = await Connection.connect(
-                    origin, ssl_context=self.ssl_context, connect_timeout=self.connect_timeout
+                    origin,
+                    ssl_context=self.ssl_context,
+                    connect_timeout=self.connect_timeout,
+                    proxy=route(origin, self._proxy),
                 )
             try:
                 response = await conn.request(
@@ -141,6 +153,7 @@ class Client(AsyncEndpoints):
             connect_timeout=self.connect_timeout,
             read_timeout=self.read_timeout,
             reconnect_after=_watching.reconnect_after,
+            proxy=self._proxy_given,
         )
 
 
@@ -155,6 +168,7 @@ async def watch(
     poll_interval: float = 3.0,
     connect_timeout: float = 10.0,
     read_timeout: float = 60.0,
+    proxy: str | None = FROM_ENVIRONMENT,
 ) -> TaskResult:
     """Follow a task to its end; return its result. ``trio.run(sseproto.watch, task_id)``.
 
@@ -166,6 +180,8 @@ async def watch(
     Args:
         on_event: Called (sync or async) with every typed event, every polling
             snapshot, and a TaskEventError for each malformed event skipped, in order.
+        proxy: An ``http://`` proxy URL, or None for none; by default the
+            environment's (see :func:`sseproto.open_event_stream`).
 
     Returns:
         The :class:`~sseproto.TaskResult` of the completed task.
@@ -183,6 +199,7 @@ async def watch(
         ssl_context,
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
+        proxy=proxy,
     ) as client:
         return await watch_async(
             client,

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from ._errors import EventStreamError
 from ._eventsource import EventSource
 from ._parser import DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_LINE_BYTES
+from ._proxy import FROM_ENVIRONMENT, proxy_setting
 from ._rules import seconds
 
 if TYPE_CHECKING:
@@ -52,7 +53,9 @@ class EventStreamBase:
         reconnect_after: Callable[[ServerSentEvent | None], bool] | None = None,
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        proxy: str | None = FROM_ENVIRONMENT,
     ) -> None:
+        self._proxy = proxy_setting(proxy)
         self.source = EventSource(
             url,
             headers=headers,

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from . import _api, _watching
 from ._errors import SSEProtoError, StreamUnavailable, TaskEventError
 from ._eventsource import Wait
+from ._proxy import FROM_ENVIRONMENT, proxy_setting
 from ._rules import seconds
 from .tasks import decode_task_event, decode_task_result, decode_task_snapshot
 
@@ -59,7 +60,8 @@ def _unfinished() -> StreamUnavailable:
 
 class ClientBase:
     """What every driver's ``Client`` holds: the settings (``_api.Settings``: key,
-    base URL, team), the TLS trust and the timeouts. Its repr never shows the key."""
+    base URL, team), the TLS trust, the proxy setting and the timeouts. Its repr never
+    shows the key (nor a proxy's password)."""
 
     def __init__(
         self,
@@ -69,8 +71,11 @@ class ClientBase:
         ssl_context: ssl.SSLContext | None,
         connect_timeout: float,
         read_timeout: float,
+        proxy: str | None = FROM_ENVIRONMENT,
     ) -> None:
         self._settings = _api.Settings(api_key, base_url, team_id)
+        self._proxy = proxy_setting(proxy)  # checked now, before anything is sent
+        self._proxy_given = proxy  # for the streams, which check it again
         self.base_url = self._settings.base_url
         self.team_id = self._settings.team_id
         self.ssl_context = ssl_context

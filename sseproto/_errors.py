@@ -21,6 +21,8 @@ __all__ = [
     "ContentTypeError",
     "EventStreamError",
     "HTTPStatusError",
+    "NameResolutionError",
+    "ProxyError",
     "ReadTimeout",
     "ReconnectError",
     "RemoteProtocolError",
@@ -95,6 +97,42 @@ class ConnectError(TransportError):
     by the SSL context in use: pass ``ssl_context=`` (or set ``SSL_CERT_FILE``) for a
     private CA. Verification is never turned off.
     """
+
+
+class NameResolutionError(ConnectError):
+    """The host name is not known: the resolver (DNS, ``/etc/hosts``) answered that it
+    does not exist. Not retried before a first connection (a typo fails the same way
+    every time); check the URL. A temporary resolver failure (``EAI_AGAIN``) is a plain
+    :class:`ConnectError`, retried.
+
+    Attributes:
+        host: The name that did not resolve.
+        proxy: True if it is the proxy's host (check the proxy URL), False if the
+            server's (check the URL or base URL).
+    """
+
+    def __init__(self, message: str, *, host: str, proxy: bool = False) -> None:
+        super().__init__(message)
+        self.host = host
+        self.proxy = proxy
+
+
+class ProxyError(ConnectError):
+    """The HTTP proxy would not open a tunnel to the server (its answer to ``CONNECT``
+    was not a 2xx), or broke HTTP while answering.
+
+    A 407 (the proxy wants credentials, or refused those given) and the other 4xx
+    answers (the proxy's policy forbids the server) fail the same way again: not
+    retried; check the proxy URL and its ``user:password``. A 5xx (the proxy could not
+    reach the server) is retried like a refused connection.
+
+    Attributes:
+        status_code: The proxy's status, or None when it sent no usable answer.
+    """
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
 
 
 class TLSHandshakeError(ConnectError):

@@ -39,8 +39,12 @@ needs):
   reconnect at speed.
 * 204 stops for good, without an error. 401, 403, 404 and every other status fail at
   once (:class:`~sseproto.HTTPStatusError`), and so does a 200 that is not an event
-  stream (:class:`~sseproto.ContentTypeError`). A TLS handshake that fails (a bad
-  certificate, no common version or cipher) is not retried either.
+  stream (:class:`~sseproto.ContentTypeError`). Nor are the connection failures that
+  would meet every attempt the same way (``_rules.fails_again``): a TLS handshake that
+  fails (a bad certificate, no common version or cipher), a proxy's 4xx to ``CONNECT``
+  (a 407: its credentials), and a host name the resolver does not know, until the
+  server has answered once (after that, a blip the backoff rides out). A refused
+  connection is retried: a server restarting refuses for a while.
 * Redirects are followed to the same origin only, ``max_redirects`` in a row; each new
   attempt starts at the original URL, as the browser's EventSource does.
 * After a resume, the events the server replays (its own ``id:`` field, and the same
@@ -74,7 +78,6 @@ from ._errors import (
     ReconnectError,
     RemoteProtocolError,
     SSEProtoError,
-    TLSHandshakeError,
     TransportError,
     UsageError,
 )
@@ -92,6 +95,7 @@ from ._rules import (
     USER_AGENT,
     check_headers,
     count,
+    fails_again,
     follow_redirect,
     header_fields,
     header_value_ok,
@@ -237,6 +241,7 @@ class EventSource:
         self.last_event_id = last_event_id
         self.server_retry: int | None = None
         self.connections = 0
+        self._reached = False  # whether any attempt got an answer (the host resolved)
         self.wants_error_body = False
         self._state = _WAITING
         self._stop = Stop()
@@ -344,6 +349,7 @@ class EventSource:
         """
         if self._state is not _CONNECTING:
             raise UsageError(f"receive_response() while {self._state}: no request is waiting")
+        self._reached = True
         fields = header_fields(headers)
         content_type = media_type(next((v for k, v in fields if k == "content-type"), ""))
         if status == 200 and content_type == "text/event-stream":
@@ -481,8 +487,8 @@ class EventSource:
             failure = _ours(error) or RemoteProtocolError(
                 f"{self._what}: the connection closed before an answer"
             )
-            if isinstance(failure, TLSHandshakeError):  # it will fail the same way again
-                self._close(failure)
+            if fails_again(failure, reached=self._reached):
+                self._close(failure)  # a certificate, a proxy's 407, an unknown host
             else:
                 self._failed(now, failure)
         elif state is _OPEN:

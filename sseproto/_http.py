@@ -31,13 +31,16 @@ import trio
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
 
-from ._errors import ConnectError, ConnectTimeout, ReadTimeout, RemoteProtocolError
+from ._errors import ConnectError, ConnectTimeout, ProxyError, ReadTimeout, RemoteProtocolError
+from ._net import name_not_known, unknown_host
 from ._rules import MAX_INFORMATIONAL, Origin, check_headers, joined, parse_url
 from ._tls import default_ssl_context, find_ssl_error, handshake_error
 
 if TYPE_CHECKING:
     import ssl
     from collections.abc import Mapping, Sequence
+
+    from ._proxy import Proxy
 
 __all__ = ["Connection", "Origin", "Response", "parse_url"]
 
@@ -77,19 +80,41 @@ class Connection:
 
     @classmethod
     async def connect(
-        cls, origin: Origin, *, ssl_context: ssl.SSLContext | None, connect_timeout: float
+        cls,
+        origin: Origin,
+        *,
+        ssl_context: ssl.SSLContext | None,
+        connect_timeout: float,
+        proxy: Proxy | None = None,
     ) -> Connection:
-        """Open a connection (TCP, then TLS for https with SNI and verification).
+        """Open a connection (TCP, then TLS for https with SNI and verification), through
+        ``proxy``'s ``CONNECT`` tunnel if one is given (the TLS is then the server's,
+        end to end: the proxy sees neither the requests nor the events).
 
         Raises:
             ConnectTimeout: It took longer than ``connect_timeout`` seconds.
+            NameResolutionError: The server's host name (or the proxy's) is not known.
+            ProxyError: The proxy would not open the tunnel (``_proxy.Proxy.refused``).
             ConnectError: Refused, unreachable, or the TLS handshake failed.
         """
         tcp: trio.SocketStream | None = None
+        via = f" through the proxy {proxy}" if proxy is not None else ""
         try:
             with trio.fail_after(connect_timeout):
-                tcp = await trio.open_tcp_stream(origin.host, origin.port)
+                peer = proxy.origin if proxy is not None else origin
+                try:
+                    tcp = await trio.open_tcp_stream(peer.host, peer.port)
+                except OSError as exc:
+                    if name_not_known(exc):
+                        raise unknown_host(origin, proxy=proxy) from None
+                    if proxy is not None:
+                        raise ConnectError(
+                            f"could not connect to the proxy {proxy} (for {origin}): {_reason(exc)}"
+                        ) from None
+                    raise
                 stream: trio.abc.Stream = tcp
+                if proxy is not None:
+                    await _open_tunnel(tcp, proxy, origin)
                 if origin.scheme == "https":
                     context = ssl_context or default_ssl_context()
                     tls = trio.SSLStream(
@@ -101,7 +126,7 @@ class Connection:
             if tcp is not None:
                 await trio.aclose_forcefully(tcp)
             raise ConnectTimeout(
-                f"connecting to {origin} took longer than {connect_timeout} s"
+                f"connecting to {origin}{via} took longer than {connect_timeout} s"
             ) from None
         except (OSError, trio.BrokenResourceError) as exc:
             if tcp is not None:
@@ -109,7 +134,7 @@ class Connection:
             cause = find_ssl_error(exc)
             if cause is not None:  # SSLEOFError too: a handshake broken off
                 raise handshake_error(origin, cause) from None
-            raise ConnectError(f"could not connect to {origin}: {_reason(exc)}") from None
+            raise ConnectError(f"could not connect to {origin}{via}: {_reason(exc)}") from None
         except BaseException:
             if tcp is not None:
                 await trio.aclose_forcefully(tcp)
@@ -300,6 +325,52 @@ class Connection:
     def _protocol_error(self, message: str) -> RemoteProtocolError:
         self._broken = True
         return RemoteProtocolError(message)
+
+
+async def _open_tunnel(tcp: trio.SocketStream, proxy: Proxy, origin: Origin) -> None:
+    """``CONNECT`` through ``proxy`` to ``origin``; on a 2xx the socket is the tunnel.
+
+    Bounded like every answer: the proxy's head by h11's size limit, its 1xx answers
+    by ``MAX_INFORMATIONAL``, its time by the caller's connect timeout.
+
+    Raises:
+        ProxyError: A non-2xx answer, a close before one, or broken HTTP.
+    """
+    conn = h11.Connection(h11.CLIENT)
+    target, headers = proxy.connect_request(origin)
+    try:
+        request = conn.send(h11.Request(method="CONNECT", target=target, headers=headers))
+    except h11.LocalProtocolError:  # a bug of ours; h11's text could quote a credential
+        raise RuntimeError("sseproto built an invalid CONNECT request") from None
+    await tcp.send_all((request or b"") + (conn.send(h11.EndOfMessage()) or b""))
+    what = f"the proxy {proxy}"
+    informational = 0
+    while True:
+        try:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                conn.receive_data(bytes(await tcp.receive_some(_READ_SIZE)))
+                continue
+        except h11.RemoteProtocolError as exc:
+            if "peer closed" in str(exc):
+                break
+            raise ProxyError(f"{what} broke HTTP/1.1 answering CONNECT {origin}: {exc}") from None
+        if isinstance(event, h11.InformationalResponse):
+            informational += 1
+            if informational > MAX_INFORMATIONAL:
+                raise ProxyError(f"{what} sent too many 1xx answers to CONNECT {origin}")
+            continue
+        if isinstance(event, h11.Response):
+            if not 200 <= event.status_code < 300:
+                raise proxy.refused(origin, event.status_code, event.reason.decode("latin-1"))
+            if conn.trailing_data[0]:  # the server speaks first only after our TLS hello
+                raise ProxyError(f"{what} sent bytes of its own into the tunnel to {origin}")
+            return
+        break  # ConnectionClosed: no answer at all
+    raise ProxyError(
+        f"{what} closed the connection without answering CONNECT {origin} (it may not "
+        f"reach the server, or refuse it without saying so)"
+    )
 
 
 def _remote_message(origin: Origin, exc: h11.RemoteProtocolError) -> str:

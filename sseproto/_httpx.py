@@ -38,17 +38,21 @@ from ._errors import (
     ConnectError,
     ConnectTimeout,
     HTTPStatusError,
+    ProxyError,
     ReadTimeout,
     RemoteProtocolError,
     SSEProtoError,
     TransportError,
 )
+from ._net import name_not_known, unknown_host
+from ._proxy import FROM_ENVIRONMENT
 from ._rules import Origin, header_fields, joined, parse_url, refused
 from ._tls import default_ssl_context, find_ssl_error, handshake_error
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator, Sequence
 
+    from ._proxy import Proxy
     from ._rules import HeaderFields
 
 __all__ = [
@@ -69,8 +73,14 @@ __all__ = [
 ]
 
 
-def check_client(http_client: object, ssl_context: ssl.SSLContext | None, kind: type) -> None:
-    """Refuse an ``http_client=`` of the wrong kind, or one given with ``ssl_context=``.
+def check_client(
+    http_client: object,
+    ssl_context: ssl.SSLContext | None,
+    kind: type,
+    proxy: object = FROM_ENVIRONMENT,
+) -> None:
+    """Refuse an ``http_client=`` of the wrong kind, or one given with ``ssl_context=``
+    or ``proxy=`` (the client's own settings are its trust and its proxy).
 
     Raises:
         ConfigurationError: Either of those.
@@ -87,14 +97,32 @@ def check_client(http_client: object, ssl_context: ssl.SSLContext | None, kind: 
             "pass ssl_context= or http_client=, not both: the TLS trust of your own "
             "client is its verify= setting"
         )
+    if proxy != FROM_ENVIRONMENT:
+        raise ConfigurationError(
+            "pass proxy= or http_client=, not both: the proxy of your own client is its "
+            "proxy= (or mounts=) setting"
+        )
 
 
-def own_client_options(ssl_context: ssl.SSLContext | None) -> dict[str, Any]:
-    """The options of the client a driver creates when given none."""
+def own_client_options(ssl_context: ssl.SSLContext | None, proxy: Proxy | None) -> dict[str, Any]:
+    """The options of the client a driver creates when given none: ``proxy`` is the one
+    ``_net.route`` chose for its origin (the machines follow redirects to the same
+    origin only), so the environment is read by our rules (``_proxy``), as the trio
+    transport reads it, and not again by httpx (``trust_env=False``; the trust is
+    ``verify=`` either way)."""
     return {
         "verify": ssl_context or default_ssl_context(),  # verification always on
         "follow_redirects": False,
+        "trust_env": False,
+        "proxy": None if proxy is None else _httpx_proxy(proxy),
     }
+
+
+def _httpx_proxy(proxy: Proxy) -> httpx.Proxy:
+    headers = {}
+    if proxy.authorization is not None:  # to the proxy only, never into the tunnel
+        headers["Proxy-Authorization"] = proxy.authorization
+    return httpx.Proxy(str(proxy.origin), headers=headers)
 
 
 def timeout(connect_timeout: float, read_timeout: float) -> httpx.Timeout:
@@ -187,10 +215,16 @@ def origin_of(url: str) -> Origin:
 
 
 def translate(
-    exc: BaseException, url: str, *, connect_timeout: float, read_timeout: float
+    exc: BaseException,
+    url: str,
+    *,
+    connect_timeout: float,
+    read_timeout: float,
+    proxy: Proxy | None = None,
 ) -> SSEProtoError | None:
     """Our exception for an httpx failure of a request to ``url``, as the trio transport
-    raises for the same failure; None if ``exc`` is not an httpx failure.
+    raises for the same failure; None if ``exc`` is not an httpx failure. ``proxy`` is
+    the one our own client goes through (None: none, or a caller's client).
 
     Messages name the origin and what happened, never a header (a token) or the query.
     """
@@ -219,11 +253,17 @@ def translate(
         # A bug of ours, never the server's; h11's message could quote a header value.
         return SSEProtoError("sseproto built an invalid HTTP request (please report it)")
     if isinstance(exc, httpx.ProxyError):
-        return ConnectError(f"could not connect to {origin} through the proxy: {_reason(exc)}")
+        return _proxy_error(exc, origin, proxy)
     if isinstance(exc, httpx.ConnectError):
         cause = find_ssl_error(exc)
         if cause is not None:
             return handshake_error(origin, cause)
+        if name_not_known(exc):  # through a proxy, only the proxy's name is looked up
+            return unknown_host(origin, proxy=proxy)
+        if proxy is not None:
+            return ConnectError(
+                f"could not connect to {origin} through the proxy {proxy}: {_reason(exc)}"
+            )
         return ConnectError(f"could not connect to {origin}: {_reason(exc)}")
     if isinstance(exc, (httpx.ReadError, httpx.WriteError, httpx.CloseError)):
         cause = find_ssl_error(exc)
@@ -243,6 +283,22 @@ def translate(
     if isinstance(exc, (httpx.HTTPError, httpx.StreamError)):
         return TransportError(f"{type(exc).__name__} on a request to {origin}: {_reason(exc)}")
     return None
+
+
+def _proxy_error(exc: httpx.ProxyError, origin: Origin, proxy: Proxy | None) -> ProxyError:
+    """httpcore's ``ProxyError("407 Proxy Authentication Required")``, ours."""
+    status_text, _, reason = str(exc).partition(" ")
+    if status_text.isdigit() and len(status_text) == 3:
+        status = int(status_text)
+        if proxy is not None:
+            return proxy.refused(origin, status, reason)
+        return ProxyError(
+            f"{refused('the proxy', status, reason)} to CONNECT {origin} (check the proxy "
+            f"settings of your httpx client)",
+            status_code=status,
+        )
+    what = f"the proxy {proxy}" if proxy is not None else "the proxy"
+    return ProxyError(f"{what} failed to open a tunnel to {origin}: {_reason(exc)}")
 
 
 def _reason(exc: BaseException) -> str:

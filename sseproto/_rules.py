@@ -24,6 +24,8 @@ from urllib.parse import urljoin, urlsplit
 from ._errors import (
     ConfigurationError,
     HTTPStatusError,
+    NameResolutionError,
+    ProxyError,
     RemoteProtocolError,
     TLSHandshakeError,
     TransportError,
@@ -51,6 +53,7 @@ __all__ = [
     "Origin",
     "check_headers",
     "count",
+    "fails_again",
     "follow_redirect",
     "header_fields",
     "header_value_ok",
@@ -373,12 +376,31 @@ def parse_retry_after(value: str | None) -> float | None:
 # -- what a failure means ------------------------------------------------------------
 
 
+def fails_again(error: BaseException, *, reached: bool) -> bool:
+    """Whether a failure to connect would meet every later attempt the same way, so
+    that nobody retries it: a TLS handshake that failed (a certificate, no common
+    version); a proxy's 4xx to ``CONNECT`` (407: credentials; 403: its policy); a host
+    name the resolver does not know, unless the server was ``reached`` before (then
+    it is a network blip, such as a laptop waking up, and the backoff applies).
+
+    A refused connection is not among them: a server restarting refuses for a while,
+    and that must not end a watch.
+    """
+    if isinstance(error, TLSHandshakeError):
+        return True
+    if isinstance(error, ProxyError):
+        return error.status_code is not None and 400 <= error.status_code < 500
+    if isinstance(error, NameResolutionError):
+        return not reached
+    return False
+
+
 def is_transient(error: BaseException) -> bool:
-    """Worth another try: network trouble (not TLS, which fails the same way again),
-    408, 429 and the 5xx of :data:`TRANSIENT_STATUSES`."""
+    """Worth another try: network trouble (not what :func:`fails_again`, such as TLS,
+    which fails the same way again), 408, 429 and the 5xx of :data:`TRANSIENT_STATUSES`."""
     if isinstance(error, HTTPStatusError):
         return error.status_code in TRANSIENT_STATUSES
-    return isinstance(error, TransportError) and not isinstance(error, TLSHandshakeError)
+    return isinstance(error, TransportError) and not fails_again(error, reached=True)
 
 
 def may_resend(error: BaseException, *, reused: bool, answer_started: bool) -> bool:

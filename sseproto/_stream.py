@@ -24,7 +24,9 @@ from ._driver import EventStreamBase
 from ._errors import TransportError
 from ._eventsource import Connect, Stop, Wait
 from ._http import Connection, parse_url
+from ._net import route
 from ._parser import DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_LINE_BYTES
+from ._proxy import FROM_ENVIRONMENT
 from ._rules import ERROR_BODY_LIMIT, ERROR_BODY_SECONDS, MAX_ATTEMPTS, MAX_BACKOFF
 
 if TYPE_CHECKING:
@@ -91,7 +93,10 @@ class EventStream(EventStreamBase):
         origin, target = parse_url(action.url)
         try:
             conn = await Connection.connect(
-                origin, ssl_context=self._ssl_context, connect_timeout=self._connect_timeout
+                origin,
+                ssl_context=self._ssl_context,
+                connect_timeout=self._connect_timeout,
+                proxy=route(origin, self._proxy),
             )
         except TransportError as exc:
             source.connection_closed(trio.current_time(), exc)
@@ -155,6 +160,7 @@ async def open_event_stream(
     reconnect_after: Callable[[ServerSentEvent | None], bool] | None = None,
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+    proxy: str | None = FROM_ENVIRONMENT,
 ) -> AsyncIterator[EventStream]:
     """Open any SSE endpoint as a reconnecting stream of events.
 
@@ -185,6 +191,10 @@ async def open_event_stream(
         max_line_bytes: The longest line accepted (16 MiB by default); past it, the
             events already complete are delivered, then an ``EventStreamError``.
         max_event_bytes: The most data one event may carry (16 MiB by default).
+        proxy: An ``http://[user:password@]host:port`` proxy for every connection
+            (``CONNECT``, then TLS to the server through it), or None for none. By
+            default the environment's (``HTTPS_PROXY``, ``ALL_PROXY``, ``NO_PROXY``,
+            as curl reads them; never for loopback hosts).
 
     An overall deadline is the caller's: wrap the block in ``trio.move_on_after``.
     Leaving the block, an exception or a cancellation closes the connection at once.
@@ -202,6 +212,7 @@ async def open_event_stream(
         reconnect_after=reconnect_after,
         max_line_bytes=max_line_bytes,
         max_event_bytes=max_event_bytes,
+        proxy=proxy,
     )
     try:
         yield stream

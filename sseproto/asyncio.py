@@ -42,12 +42,15 @@ from ._httpx import (
     check_client,
     fields_of,
     httpx,
+    origin_of,
     own_client_options,
     request_headers,
     timeout,
     translate,
 )
+from ._net import route
 from ._parser import DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_LINE_BYTES
+from ._proxy import FROM_ENVIRONMENT
 from ._rules import ERROR_BODY_LIMIT, ERROR_BODY_SECONDS, MAX_ATTEMPTS, MAX_BACKOFF
 
 if TYPE_CHECKING:
@@ -56,6 +59,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
     from ._parser import ServerSentEvent
+    from ._proxy import Proxy
     from ._rules import HeaderFields
     from ._watching import WatchItem
     from .tasks import TaskResult
@@ -86,9 +90,10 @@ class EventStream(EventStreamBase):
         http_client: httpx.AsyncClient | None,
         **options: Any,
     ) -> None:
-        check_client(http_client, ssl_context, httpx.AsyncClient)
+        check_client(http_client, ssl_context, httpx.AsyncClient, options.get("proxy"))
         super().__init__(url, **options)
         self._given = http_client
+        self._route: Proxy | None = None  # the proxy of our own client, once made
         self._own: httpx.AsyncClient | None = None
         self._ssl_context = ssl_context
         self._timeout = timeout(self._connect_timeout, self._read_timeout)
@@ -143,7 +148,11 @@ class EventStream(EventStreamBase):
 
     def _translate(self, exc: Exception, url: str) -> Exception:
         ours = translate(
-            exc, url, connect_timeout=self._connect_timeout, read_timeout=self._read_timeout
+            exc,
+            url,
+            connect_timeout=self._connect_timeout,
+            read_timeout=self._read_timeout,
+            proxy=self._route,
         )
         return exc if ours is None else ours
 
@@ -163,7 +172,8 @@ class EventStream(EventStreamBase):
         client = self._given
         if client is None:
             if self._own is None:
-                self._own = httpx.AsyncClient(**own_client_options(self._ssl_context))
+                proxy = self._route = route(origin_of(self.source.url), self._proxy)
+                self._own = httpx.AsyncClient(**own_client_options(self._ssl_context, proxy))
             client = self._own
         request = client.build_request(
             "GET", action.url, headers=request_headers(action.headers), timeout=self._timeout
@@ -242,6 +252,7 @@ async def open_event_stream(
     reconnect_after: Callable[[ServerSentEvent | None], bool] | None = None,
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+    proxy: str | None = FROM_ENVIRONMENT,
 ) -> AsyncIterator[EventStream]:
     """Open any SSE endpoint as a reconnecting stream of events, under asyncio.
 
@@ -255,7 +266,7 @@ async def open_event_stream(
 
     Args:
         http_client: Your own ``httpx.AsyncClient`` (proxies, mounts, HTTP/2, auth,
-            limits); sseproto never closes it, and it cannot be given with
+            limits, its own proxy); sseproto never closes it, and it cannot be given with
             ``ssl_context=`` (its ``verify=`` is its trust). Without one, sseproto
             creates a client (verification always on) and closes it at the end.
 
@@ -276,6 +287,7 @@ async def open_event_stream(
         reconnect_after=reconnect_after,
         max_line_bytes=max_line_bytes,
         max_event_bytes=max_event_bytes,
+        proxy=proxy,
     )
     try:
         yield stream
@@ -305,11 +317,15 @@ class Client(AsyncEndpoints):
         http_client: httpx.AsyncClient | None = None,
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
+        proxy: str | None = FROM_ENVIRONMENT,
     ) -> None:
-        check_client(http_client, ssl_context, httpx.AsyncClient)
-        super().__init__(api_key, base_url, team_id, ssl_context, connect_timeout, read_timeout)
+        check_client(http_client, ssl_context, httpx.AsyncClient, proxy)
+        super().__init__(
+            api_key, base_url, team_id, ssl_context, connect_timeout, read_timeout, proxy
+        )
         self._timeout = timeout(connect_timeout, read_timeout)
         self._given = http_client
+        self._route: Proxy | None = None  # the proxy of our own client, once made
         self._own: httpx.AsyncClient | None = None
 
     async def __aenter__(self) -> Client:
@@ -330,7 +346,8 @@ class Client(AsyncEndpoints):
         if self._given is not None:
             return self._given
         if self._own is None:
-            self._own = httpx.AsyncClient(**own_client_options(self.ssl_context))
+            proxy = self._route = route(origin_of(self.base_url), self._proxy)
+            self._own = httpx.AsyncClient(**own_client_options(self.ssl_context, proxy))
         return self._own
 
     async def _call(self, method: str, path: str, payload: Any = None) -> Any:
@@ -371,6 +388,7 @@ class Client(AsyncEndpoints):
                     call.url,
                     connect_timeout=self.connect_timeout,
                     read_timeout=self.read_timeout,
+                    proxy=self._route,
                 )
                 if ours is None or ours is exc:
                     raise
@@ -407,6 +425,7 @@ async def watch(
     poll_interval: float = 3.0,
     connect_timeout: float = 10.0,
     read_timeout: float = 60.0,
+    proxy: str | None = FROM_ENVIRONMENT,
 ) -> TaskResult:
     """Follow a task to its end; return its result. ``await sseproto.asyncio.watch(id)``.
 
@@ -429,6 +448,7 @@ async def watch(
         http_client=http_client,
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
+        proxy=proxy,
     ) as client:
         return await watch_async(
             client,

@@ -44,13 +44,16 @@ from ._httpx import (
     fields_of,
     httpx,
     iter_body,
+    origin_of,
     own_client_options,
     request_headers,
     stream_body,
     timeout,
     translate,
 )
+from ._net import route
 from ._parser import DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_LINE_BYTES
+from ._proxy import FROM_ENVIRONMENT
 from ._rules import ERROR_BODY_LIMIT, ERROR_BODY_SECONDS, MAX_ATTEMPTS, MAX_BACKOFF
 
 if TYPE_CHECKING:
@@ -59,6 +62,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
 
     from ._parser import ServerSentEvent
+    from ._proxy import Proxy
     from ._rules import HeaderFields
     from ._watching import WatchItem
     from .tasks import TaskResult
@@ -88,9 +92,10 @@ class EventStream(EventStreamBase):
         http_client: httpx.Client | None,
         **options: Any,
     ) -> None:
-        check_client(http_client, ssl_context, httpx.Client)
+        check_client(http_client, ssl_context, httpx.Client, options.get("proxy"))
         super().__init__(url, **options)
         self._given = http_client
+        self._route: Proxy | None = None  # the proxy of our own client, once made
         self._own: httpx.Client | None = None
         self._ssl_context = ssl_context
         self._timeout = timeout(self._connect_timeout, self._read_timeout)
@@ -145,7 +150,11 @@ class EventStream(EventStreamBase):
 
     def _translate(self, exc: Exception, url: str) -> Exception:
         ours = translate(
-            exc, url, connect_timeout=self._connect_timeout, read_timeout=self._read_timeout
+            exc,
+            url,
+            connect_timeout=self._connect_timeout,
+            read_timeout=self._read_timeout,
+            proxy=self._route,
         )
         return exc if ours is None else ours
 
@@ -165,7 +174,8 @@ class EventStream(EventStreamBase):
         client = self._given
         if client is None:
             if self._own is None:
-                self._own = httpx.Client(**own_client_options(self._ssl_context))
+                proxy = self._route = route(origin_of(self.source.url), self._proxy)
+                self._own = httpx.Client(**own_client_options(self._ssl_context, proxy))
             client = self._own
         request = client.build_request(
             "GET", action.url, headers=request_headers(action.headers), timeout=self._timeout
@@ -243,6 +253,7 @@ def open_event_stream(
     reconnect_after: Callable[[ServerSentEvent | None], bool] | None = None,
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+    proxy: str | None = FROM_ENVIRONMENT,
 ) -> Iterator[EventStream]:
     """Open any SSE endpoint as a reconnecting stream of events, blocking.
 
@@ -256,7 +267,7 @@ def open_event_stream(
 
     Args:
         http_client: Your own ``httpx.Client`` (proxies, mounts, HTTP/2, auth,
-            limits); sseproto never closes it, and it cannot be given with
+            limits, its own proxy); sseproto never closes it, and it cannot be given with
             ``ssl_context=`` (its ``verify=`` is its trust). Without one, sseproto
             creates a client (verification always on) and closes it at the end.
 
@@ -277,6 +288,7 @@ def open_event_stream(
         reconnect_after=reconnect_after,
         max_line_bytes=max_line_bytes,
         max_event_bytes=max_event_bytes,
+        proxy=proxy,
     )
     try:
         yield stream
@@ -306,11 +318,15 @@ class Client(SyncEndpoints):
         http_client: httpx.Client | None = None,
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
+        proxy: str | None = FROM_ENVIRONMENT,
     ) -> None:
-        check_client(http_client, ssl_context, httpx.Client)
-        super().__init__(api_key, base_url, team_id, ssl_context, connect_timeout, read_timeout)
+        check_client(http_client, ssl_context, httpx.Client, proxy)
+        super().__init__(
+            api_key, base_url, team_id, ssl_context, connect_timeout, read_timeout, proxy
+        )
         self._timeout = timeout(connect_timeout, read_timeout)
         self._given = http_client
+        self._route: Proxy | None = None  # the proxy of our own client, once made
         self._own: httpx.Client | None = None
 
     def __enter__(self) -> Client:
@@ -331,7 +347,8 @@ class Client(SyncEndpoints):
         if self._given is not None:
             return self._given
         if self._own is None:
-            self._own = httpx.Client(**own_client_options(self.ssl_context))
+            proxy = self._route = route(origin_of(self.base_url), self._proxy)
+            self._own = httpx.Client(**own_client_options(self.ssl_context, proxy))
         return self._own
 
     def _call(self, method: str, path: str, payload: Any = None) -> Any:
@@ -372,6 +389,7 @@ class Client(SyncEndpoints):
                     call.url,
                     connect_timeout=self.connect_timeout,
                     read_timeout=self.read_timeout,
+                    proxy=self._route,
                 )
                 if ours is None or ours is exc:
                     raise
@@ -408,6 +426,7 @@ def watch(
     poll_interval: float = 3.0,
     connect_timeout: float = 10.0,
     read_timeout: float = 60.0,
+    proxy: str | None = FROM_ENVIRONMENT,
 ) -> TaskResult:
     """Follow a task to its end; return its result. ``sseproto.sync.watch(task_id)``.
 
@@ -431,6 +450,7 @@ def watch(
         http_client=http_client,
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
+        proxy=proxy,
     ) as client:
         return watch_sync(
             client,

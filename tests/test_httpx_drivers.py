@@ -564,10 +564,40 @@ TRANSLATIONS: list[tuple[str, Callable[[], BaseException], type[sseproto.SSEProt
         "during the handshake",
     ),
     (
-        "ProxyError",
+        "ProxyError",  # httpcore's text for a CONNECT answered with a non-2xx
         lambda: httpx.ProxyError("502 Bad Gateway", request=request()),
+        sseproto.ProxyError,
+        "the proxy answered HTTP 502 Bad Gateway to CONNECT",
+    ),
+    (
+        "ProxyError-407",
+        lambda: httpx.ProxyError("407 Proxy Authentication Required", request=request()),
+        sseproto.ProxyError,
+        "HTTP 407 Proxy Authentication Required",
+    ),
+    (
+        "ProxyError-no-status",
+        lambda: httpx.ProxyError("Server disconnected", request=request()),
+        sseproto.ProxyError,
+        "failed to open a tunnel",
+    ),
+    (
+        "ConnectError-name-not-known",  # httpx's from httpcore's from the resolver's
+        lambda: because(
+            httpx.ConnectError("[Errno -2] Name or service not known", request=request()),
+            because(OSError("wrapped"), socket.gaierror(socket.EAI_NONAME, "Name not known")),
+        ),
+        sseproto.NameResolutionError,
+        "is not known",
+    ),
+    (
+        "ConnectError-name-later",  # EAI_AGAIN: no answer from DNS yet, retried
+        lambda: because(
+            httpx.ConnectError("[Errno -3] Temporary failure", request=request()),
+            socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution"),
+        ),
         sseproto.ConnectError,
-        "through the proxy",
+        "Temporary failure",
     ),
     (
         "ReadError",

@@ -101,7 +101,9 @@ class TestServer:
 
     __test__ = False  # not a pytest test class, despite its name
 
-    def __init__(self, scripts: Mapping[str, Task], token: str, ca_dir: str) -> None:
+    def __init__(
+        self, scripts: Mapping[str, Task], token: str, ca_dir: str, names: Sequence[str] = ()
+    ) -> None:
         try:
             import trustme
         except ImportError:
@@ -115,7 +117,7 @@ class TestServer:
         self._scripts = dict(scripts)
         self._tasks: dict[str, _TaskState] = {}
         ca = trustme.CA()
-        cert = ca.issue_cert("127.0.0.1", "localhost")
+        cert = ca.issue_cert("127.0.0.1", "localhost", *names)
         self._server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         cert.configure_cert(self._server_context)
         #: A client context that trusts this server's certificate.
@@ -532,7 +534,11 @@ def _int(text: str, default: int) -> int:
 
 @asynccontextmanager
 async def serve(
-    tasks: Mapping[str, Task] | None = None, *, token: str | None = None, port: int = 0
+    tasks: Mapping[str, Task] | None = None,
+    *,
+    token: str | None = None,
+    port: int = 0,
+    names: Sequence[str] = (),
 ) -> AsyncIterator[TestServer]:
     """Run the test server on 127.0.0.1 for the duration of the ``async with``.
 
@@ -542,6 +548,8 @@ async def serve(
         token: The Bearer token to accept (default: a random ``sk-…`` key). A
             JWT-looking token also requires an ``X-Team-ID`` header, as the API does.
         port: The loopback port to listen on; 0 (the default) picks a free one.
+        names: More host names for its certificate, besides ``127.0.0.1`` and
+            ``localhost`` (a name that only a proxy resolves, say).
 
     Yields:
         The server: ``base_url``, ``token``, ``ssl_context``, ``ca_path``, ``requests``.
@@ -553,7 +561,8 @@ async def serve(
         raise ConfigurationError(f"port must be an int from 0 to 65535, not {port!r}")
     ca_dir = tempfile.mkdtemp(prefix="sseproto-test-")
     try:
-        server = TestServer(tasks or {}, token or f"sk-test-{secrets.token_hex(16)}", ca_dir)
+        token = token or f"sk-test-{secrets.token_hex(16)}"
+        server = TestServer(tasks or {}, token, ca_dir, names)
         async with trio.open_nursery() as nursery:
             listeners = await nursery.start(
                 functools.partial(trio.serve_tcp, server._serve_connection, port, host="127.0.0.1")

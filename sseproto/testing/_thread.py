@@ -28,7 +28,7 @@ if sys.version_info < (3, 11):  # pragma: no cover
 from ._server import TestServer, serve
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping
+    from collections.abc import Iterator, Mapping, Sequence
 
     from ._script import Task
 
@@ -40,7 +40,11 @@ _START_SECONDS = 30.0
 
 @contextmanager
 def serve_in_thread(
-    tasks: Mapping[str, Task] | None = None, *, token: str | None = None, port: int = 0
+    tasks: Mapping[str, Task] | None = None,
+    *,
+    token: str | None = None,
+    port: int = 0,
+    names: Sequence[str] = (),
 ) -> Iterator[TestServer]:
     """Run the test server in a thread of its own for the duration of the ``with``.
 
@@ -52,7 +56,7 @@ def serve_in_thread(
                 ssl_context=srv.ssl_context))
 
     Args:
-        tasks, token, port: As for :func:`~sseproto.testing.serve`.
+        tasks, token, port, names: As for :func:`~sseproto.testing.serve`.
 
     Yields:
         The running :class:`~sseproto.testing.TestServer`.
@@ -68,7 +72,7 @@ def serve_in_thread(
         stop = trio.Event()
         box["stop"] = stop
         box["token"] = trio.lowlevel.current_trio_token()
-        async with serve(tasks, token=token, port=port) as server:
+        async with serve(tasks, token=token, port=port, names=names) as server:
             box["server"] = server
             started.set()
             await stop.wait()
