@@ -506,7 +506,8 @@ async def cmd_bench(args: argparse.Namespace) -> int:
     """Measure an SSE endpoint as a user sees it (or the whole stack, with no URL)."""
     headers = _headers(args.header)
     if args.url:
-        report = await _measure(args.url, headers, _ssl_context(args), args.duration)
+        context = _ssl_context(args)
+        report = await _measure(args.url, headers, context, args.duration, proxy=_proxy(args))
     else:
         from .testing import Task, progress, serve
 
@@ -531,13 +532,17 @@ async def _measure(
     context: ssl.SSLContext | None,
     duration: float,
     limit: int | None = None,
+    *,
+    proxy: str | None = None,
 ) -> dict[str, Any]:
     """Read events for ``duration`` seconds (or ``limit`` events): rates and gaps."""
     arrivals: list[float] = []
     size = 0
     start = trio.current_time()
     with trio.move_on_after(duration):
-        async with open_event_stream(url, headers=headers, ssl_context=context) as stream:
+        async with open_event_stream(
+            url, headers=headers, ssl_context=context, proxy=proxy
+        ) as stream:
             async for event in stream:
                 arrivals.append(trio.current_time())
                 size += len(event.data.encode())
@@ -699,6 +704,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=_seconds, default=10.0, metavar="S")
     p.add_argument("--events", type=_count, default=20000, help="events (embedded server)")
     p.add_argument("--cacert", default=None, help="a PEM CA file to trust")
+    proxy_options(p)
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
 
     p = sub.add_parser("serve", help="run the embedded test server in the foreground")

@@ -189,8 +189,12 @@ async def watch(
     Raises:
         TaskFailed: The task failed (``.error`` says why).
         TaskCancelled: The task was cancelled.
-        ConfigurationError: No API key.
+        ConfigurationError: No API key, or a proxy URL that cannot be used.
         HTTPStatusError: 401/403 and other errors that polling cannot get past.
+        ConnectError: A failure every attempt would meet again, raised at once: a host
+            name that does not resolve (:class:`~sseproto.NameResolutionError`), a
+            proxy's 407 or 403 (:class:`~sseproto.ProxyError`), a TLS handshake or
+            certificate (:class:`~sseproto.TLSHandshakeError`).
     """
     async with Client(
         api_key,

@@ -23,6 +23,7 @@ CORE = [
     "_api.py",
     "_endpoints.py",
     "_driver.py",
+    "_proxy.py",
 ]
 FORBIDDEN = {"trio", "h11", "httpx", "ssl", "socket", "time", "asyncio", "threading", "select"}
 
