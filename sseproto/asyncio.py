@@ -401,16 +401,20 @@ class Client(AsyncEndpoints):
             )
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _open_stream(self, url: str, last_event_id: str) -> Any:
-        return open_event_stream(
+    @asynccontextmanager
+    async def _open_stream(self, url: str, last_event_id: str) -> AsyncIterator[EventStream]:
+        client = self.http_client  # ours made now if need be, with its proxy
+        async with open_event_stream(
             url,
             headers=self.headers(),
-            http_client=self.http_client,
+            http_client=client,
             last_event_id=last_event_id,
             connect_timeout=self.connect_timeout,
             read_timeout=self.read_timeout,
             reconnect_after=_watching.reconnect_after,
-        )
+        ) as stream:
+            stream._route = self._route  # its errors name the proxy our client goes through
+            yield stream
 
 
 async def watch(
