@@ -349,12 +349,16 @@ async def _open_tunnel(tcp: trio.SocketStream, proxy: Proxy, origin: Origin) -> 
         try:
             event = conn.next_event()
             if event is h11.NEED_DATA:
-                conn.receive_data(bytes(await tcp.receive_some(_READ_SIZE)))
+                data = bytes(await tcp.receive_some(_READ_SIZE))
+                if not data:
+                    break  # closed before (the end of) an answer
+                conn.receive_data(data)
                 continue
         except h11.RemoteProtocolError as exc:
-            if "peer closed" in str(exc):
-                break
-            raise ProxyError(f"{what} broke HTTP/1.1 answering CONNECT {origin}: {exc}") from None
+            detail = str(exc)[:200]  # h11 quotes (as a repr) what the proxy sent
+            raise ProxyError(
+                f"{what} broke HTTP/1.1 answering CONNECT {origin}: {detail}"
+            ) from None
         if isinstance(event, h11.InformationalResponse):
             informational += 1
             if informational > MAX_INFORMATIONAL:
@@ -366,7 +370,7 @@ async def _open_tunnel(tcp: trio.SocketStream, proxy: Proxy, origin: Origin) -> 
             if conn.trailing_data[0]:  # the server speaks first only after our TLS hello
                 raise ProxyError(f"{what} sent bytes of its own into the tunnel to {origin}")
             return
-        break  # ConnectionClosed: no answer at all
+        break  # anything else before an answer: none will come
     raise ProxyError(
         f"{what} closed the connection without answering CONNECT {origin} (it may not "
         f"reach the server, or refuse it without saying so)"
