@@ -125,6 +125,8 @@ def parse_proxy(url: str, *, source: str) -> Proxy:
     try:
         parts = urlsplit(text)
         port = parts.port
+        if port == 0:  # no server listens there: not "the default port"
+            raise ValueError("port 0")
     except ValueError:
         raise ConfigurationError(
             f"{source} is not a proxy URL sseproto can read (a bad port or host); "
@@ -145,7 +147,7 @@ def parse_proxy(url: str, *, source: str) -> Proxy:
         password = unquote(parts.password or "")
         token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
         authorization = f"Basic {token}"
-    return Proxy(Origin("http", host, port or 80), authorization)
+    return Proxy(Origin("http", host, 80 if port is None else port), authorization)
 
 
 def proxy_setting(value: object, *, source: str = "proxy=") -> ProxySetting:

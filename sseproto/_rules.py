@@ -204,6 +204,8 @@ def parse_url(url: str) -> tuple[Origin, str]:
     try:
         parts = urlsplit(url)
         port = parts.port
+        if port == 0:  # no server listens there: not "the default port"
+            raise ValueError("port 0")
     except ValueError:
         raise ConfigurationError(f"bad port in URL: {shown(url)}") from None
     scheme = parts.scheme.lower()
@@ -218,7 +220,9 @@ def parse_url(url: str) -> tuple[Origin, str]:
     target = _percent_encode(parts.path or "/")
     if parts.query:
         target += "?" + _percent_encode(parts.query)
-    return Origin(scheme, host, port or (443 if scheme == "https" else 80)), target
+    if port is None:
+        port = 443 if scheme == "https" else 80
+    return Origin(scheme, host, port), target
 
 
 def follow_redirect(url: str, status: int, locations: list[str], what: str) -> str:

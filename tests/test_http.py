@@ -287,6 +287,7 @@ def test_parse_url_accepts(
         ("https://example.com:99999/e", "bad port"),
         ("https://example.com:http/e", "bad port"),
         ("https://example.com:-1/e", "bad port"),
+        ("https://example.com:0/e", "bad port"),  # port 0 is not the default port
     ],
 )
 def test_parse_url_refuses(url: str, match: str) -> None:

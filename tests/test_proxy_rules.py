@@ -154,6 +154,11 @@ def test_parse_proxy_refuses_without_showing_the_password(url: str, problem: str
     shows_no_secret(info.value)
 
 
+def test_parse_proxy_refuses_port_zero() -> None:  # not "no port", so not port 80
+    with pytest.raises(ConfigurationError, match="port"):
+        parse_proxy(f"http://alice:{SECRET}@proxy.example:0", source="proxy=")
+
+
 @pytest.mark.parametrize("scheme", ["https", "socks5"])
 def test_parse_proxy_names_the_source_of_the_url(scheme: str) -> None:
     with pytest.raises(ConfigurationError) as info:
