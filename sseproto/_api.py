@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 from urllib.parse import quote, urlencode
 
 from ._errors import ConfigurationError, ContentTypeError, HTTPStatusError, TaskEventError
@@ -24,6 +24,7 @@ from ._rules import (
     REDIRECT_STATUSES,
     USER_AGENT,
     HeaderFields,
+    check_headers,
     follow_redirect,
     joined,
     parse_retry_after,
@@ -32,6 +33,9 @@ from ._rules import (
     unsupported_encoding,
 )
 from .tasks import TaskSnapshot, _load_json, decode_task_snapshot
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -46,6 +50,10 @@ __all__ = [
 ]
 
 DEFAULT_BASE_URL = "https://core.cyberun.cloud/api/v1/r"
+#: An API key, or a function returning the current one (called for each connection).
+KeySource = Union[str, "Callable[[], str]", None]
+#: Headers the API's own settings set: given with ``api_key=`` and ``team_id=``.
+_OWN_HEADERS = {"authorization": "api_key=", "x-team-id": "team_id="}
 #: The largest JSON answer read (a hostile server must not fill memory).
 JSON_BODY_LIMIT = 16 * 1024 * 1024
 
@@ -64,32 +72,45 @@ class Settings:
     """Who calls the API and where it is: the key, the base URL, the team.
 
     Args:
-        api_key: A JWT, ``sk-…`` or ``dk-…`` key; default ``CYBERUN_API_KEY``.
+        api_key: A JWT, ``sk-…`` or ``dk-…`` key; default ``CYBERUN_API_KEY``. Or a
+            function returning the current key, called for each connection and each
+            call (a key that rotates, a short-lived JWT).
         base_url: Default ``CYBERUN_BASE_URL``, else the public API.
         team_id: Sent as ``X-Team-ID`` (a JWT needs it); default ``CYBERUN_TEAM_ID``.
+        headers: More headers for every request (a tracing id, say); not
+            Authorization or X-Team-ID, which ``api_key`` and ``team_id`` set.
 
     Raises:
-        ConfigurationError: No key, a key or team id a header cannot carry, or a base
-            URL that cannot be used (plain ``http`` to a host that is not loopback).
+        ConfigurationError: No key, a key, team id or header a request cannot carry,
+            or a base URL that cannot be used (plain ``http`` to a host that is not
+            loopback).
     """
 
     def __init__(
-        self, api_key: str | None = None, base_url: str | None = None, team_id: str | None = None
+        self,
+        api_key: KeySource = None,
+        base_url: str | None = None,
+        team_id: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
-        for name, value in (("api_key", api_key), ("base_url", base_url), ("team_id", team_id)):
+        for name, value in (("base_url", base_url), ("team_id", team_id)):
             if value is not None and not isinstance(value, str):
                 raise ConfigurationError(f"{name} must be a str, not {type(value).__name__}")
-        key = api_key or os.environ.get("CYBERUN_API_KEY", "")
-        if not key.strip():
+        self._key_source: Callable[[], str] | None = None
+        if callable(api_key):
+            self._key_source = api_key
+            self._api_key = ""
+        elif api_key is not None and not isinstance(api_key, str):
             raise ConfigurationError(
-                "no API key: pass api_key= or set CYBERUN_API_KEY (a JWT, an sk-… or a dk-… key)"
+                f"api_key must be a str or a function returning one, not {type(api_key).__name__}"
             )
-        self._api_key = key.strip()
-        if not _header_safe(self._api_key):
-            raise ConfigurationError(
-                "the API key contains characters an HTTP header cannot carry (spaces, "
-                "control characters or non-ASCII): check how it was copied"
-            )
+        else:
+            self._api_key = _checked_key(api_key or os.environ.get("CYBERUN_API_KEY", ""))
+        self._extra = check_headers(headers)
+        for name, _ in self._extra:
+            option = _OWN_HEADERS.get(name.lower())
+            if option is not None:
+                raise ConfigurationError(f"the {name} header cannot be given: set {option}")
         base = base_url or os.environ.get("CYBERUN_BASE_URL") or DEFAULT_BASE_URL
         self.base_url = base.rstrip("/")
         self.origin, base_path = parse_url(self.base_url)  # refuses plain http
@@ -102,15 +123,37 @@ class Settings:
         return f"<sseproto Settings {self.base_url}>"  # never the key
 
     def headers(self) -> dict[str, str]:
-        """The authentication headers every request carries."""
-        headers = {"Authorization": f"Bearer {self._api_key}", "User-Agent": USER_AGENT}
+        """The headers every request carries: the key (asked of its function, if it is
+        one), the team, the caller's own.
+
+        Raises:
+            ConfigurationError: The key function returned no key, or one a header
+                cannot carry.
+        """
+        key = self._api_key if self._key_source is None else _checked_key(self._key_source())
+        headers = {"Authorization": f"Bearer {key}", "User-Agent": USER_AGENT}
         if self.team_id:
             headers["X-Team-ID"] = self.team_id
+        headers.update(self._extra)
         return headers
 
     def events_url(self, task_id: str) -> str:
         """The task's events stream."""
         return f"{self.base_url}/tasks/{_seg(task_id)}/events"
+
+
+def _checked_key(key: object) -> str:
+    if not isinstance(key, str) or not key.strip():
+        raise ConfigurationError(
+            "no API key: pass api_key= or set CYBERUN_API_KEY (a JWT, an sk-… or a dk-… key)"
+        )
+    key = key.strip()
+    if not _header_safe(key):
+        raise ConfigurationError(
+            "the API key contains characters an HTTP header cannot carry (spaces, "
+            "control characters or non-ASCII): check how it was copied"
+        )
+    return key
 
 
 def task_path(task_id: str, what: str = "") -> str:

@@ -30,9 +30,10 @@ from ._stream import EventStream, open_event_stream
 
 if TYPE_CHECKING:
     import ssl
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Mapping
     from contextlib import AbstractAsyncContextManager
 
+    from ._api import KeySource
     from ._rules import HeaderFields
     from ._watching import WatchItem
     from .tasks import TaskResult
@@ -44,7 +45,9 @@ class Client(AsyncEndpoints):
     """A client of the Cyberun task API. Use it as ``async with Client() as client``.
 
     Args:
-        api_key: A JWT, ``sk-…`` or ``dk-…`` key; default ``CYBERUN_API_KEY``.
+        api_key: A JWT, ``sk-…`` or ``dk-…`` key; default ``CYBERUN_API_KEY``. Or a
+            function returning the current key, called for each connection and call
+            (a key that rotates, a short-lived JWT).
         base_url: Default ``CYBERUN_BASE_URL``, else the public API.
         team_id: Sent as ``X-Team-ID`` (a JWT needs it); default ``CYBERUN_TEAM_ID``.
         ssl_context: TLS trust; default ``ssl.create_default_context()`` (which honours
@@ -54,6 +57,8 @@ class Client(AsyncEndpoints):
         proxy: An ``http://[user:password@]host:port`` proxy, or None for none; by
             default the environment's (``HTTPS_PROXY``, ``NO_PROXY``, ...; see
             :func:`sseproto.open_event_stream`).
+        headers: More headers for every request and stream (not Authorization or
+            X-Team-ID: ``api_key`` and ``team_id`` set those).
 
     Raises:
         ConfigurationError: No API key was given or found in the environment, or the
@@ -62,7 +67,7 @@ class Client(AsyncEndpoints):
 
     def __init__(
         self,
-        api_key: str | None = None,
+        api_key: KeySource = None,
         base_url: str | None = None,
         team_id: str | None = None,
         ssl_context: ssl.SSLContext | None = None,
@@ -70,9 +75,10 @@ class Client(AsyncEndpoints):
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
         proxy: str | None = FROM_ENVIRONMENT,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(
-            api_key, base_url, team_id, ssl_context, connect_timeout, read_timeout, proxy
+            api_key, base_url, team_id, ssl_context, connect_timeout, read_timeout, proxy, headers
         )
         self._conn: Connection | None = None
 
@@ -147,7 +153,7 @@ class Client(AsyncEndpoints):
     ) -> AbstractAsyncContextManager[EventStream]:
         return open_event_stream(
             url,
-            headers=self.headers(),
+            headers=self.headers,  # asked again for each connection
             ssl_context=self.ssl_context,
             last_event_id=last_event_id,
             connect_timeout=self.connect_timeout,
@@ -160,7 +166,7 @@ class Client(AsyncEndpoints):
 async def watch(
     task_id: str,
     *,
-    api_key: str | None = None,
+    api_key: KeySource = None,
     base_url: str | None = None,
     team_id: str | None = None,
     ssl_context: ssl.SSLContext | None = None,
@@ -169,6 +175,8 @@ async def watch(
     connect_timeout: float = 10.0,
     read_timeout: float = 60.0,
     proxy: str | None = FROM_ENVIRONMENT,
+    headers: Mapping[str, str] | None = None,
+    last_event_id: str = "",
 ) -> TaskResult:
     """Follow a task to its end; return its result. ``trio.run(sseproto.watch, task_id)``.
 
@@ -182,6 +190,10 @@ async def watch(
             snapshot, and a TaskEventError for each malformed event skipped, in order.
         proxy: An ``http://`` proxy URL, or None for none; by default the
             environment's (see :func:`sseproto.open_event_stream`).
+        headers: More headers for every request (see :class:`Client`).
+        last_event_id: Resume the task's stream from this id (a position saved by an
+            earlier process: the ``id`` of the last event it handled), sent as
+            ``Last-Event-ID`` on the first connection.
 
     Returns:
         The :class:`~sseproto.TaskResult` of the completed task.
@@ -204,12 +216,14 @@ async def watch(
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
         proxy=proxy,
+        headers=headers,
     ) as client:
         return await watch_async(
             client,
             task_id,
             poll_interval=poll_interval,
             on_event=on_event,
+            last_event_id=last_event_id,
             clock=trio.current_time,
             sleep_until=trio.sleep_until,
         )

@@ -21,8 +21,9 @@ from ._rules import seconds
 
 if TYPE_CHECKING:
     import random
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable
 
+    from ._eventsource import HeaderSource
     from ._parser import ServerSentEvent
 
 __all__ = ["EventStreamBase"]
@@ -43,7 +44,7 @@ class EventStreamBase:
         self,
         url: str,
         *,
-        headers: Mapping[str, str] | None,
+        headers: HeaderSource,
         last_event_id: str,
         connect_timeout: float,
         read_timeout: float,

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         Callable,
         Generator,
         Iterator,
+        Mapping,
     )
     from contextlib import AbstractAsyncContextManager, AbstractContextManager
 
@@ -65,15 +66,16 @@ class ClientBase:
 
     def __init__(
         self,
-        api_key: str | None,
+        api_key: _api.KeySource,
         base_url: str | None,
         team_id: str | None,
         ssl_context: ssl.SSLContext | None,
         connect_timeout: float,
         read_timeout: float,
         proxy: str | None = FROM_ENVIRONMENT,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
-        self._settings = _api.Settings(api_key, base_url, team_id)
+        self._settings = _api.Settings(api_key, base_url, team_id, headers)
         self._proxy = proxy_setting(proxy)  # checked now, before anything is sent
         self._proxy_given = proxy  # for the streams, which check it again
         self.base_url = self._settings.base_url
@@ -86,7 +88,8 @@ class ClientBase:
         return f"<{type(self).__module__.replace('._client', '')} Client {self.base_url}>"
 
     def headers(self) -> dict[str, str]:
-        """The authentication headers every request carries."""
+        """The headers every request carries (the key asked of its function, if
+        ``api_key`` is one): streams call this for each connection."""
         return self._settings.headers()
 
 
@@ -217,6 +220,7 @@ async def watch_async(
     on_event: Callable[[WatchItem], Awaitable[None] | None] | None,
     clock: Callable[[], float],
     sleep_until: Callable[[float], Awaitable[object]],
+    last_event_id: str = "",
 ) -> TaskResult:
     """``watch``'s loop for an async driver: does what the policy says, tells it what
     happened. ``clock`` and ``sleep_until`` are the driver's (trio's or asyncio's)."""
@@ -229,7 +233,9 @@ async def watch_async(
             await sleep_until(action.until)
         elif isinstance(action, _watching.FollowStream):
             try:
-                async with contextlib.aclosing(client.task_events(task_id)) as events:
+                async with contextlib.aclosing(
+                    client.task_events(task_id, last_event_id=last_event_id)
+                ) as events:
                     async for item in events:
                         await _emit(on_event, item)
                         if not policy.stream_item(item):
@@ -273,6 +279,7 @@ def watch_sync(
     on_event: Callable[[WatchItem], None] | None,
     clock: Callable[[], float],
     sleep_until: Callable[[float], object],
+    last_event_id: str = "",
 ) -> TaskResult:
     """``watch``'s loop for a blocking driver (the same steps as :func:`watch_async`)."""
     policy = _watching.WatchPolicy(task_id, poll_interval=poll_interval)
@@ -284,7 +291,9 @@ def watch_sync(
             sleep_until(action.until)
         elif isinstance(action, _watching.FollowStream):
             try:
-                with contextlib.closing(client.task_events(task_id)) as events:
+                with contextlib.closing(
+                    client.task_events(task_id, last_event_id=last_event_id)
+                ) as events:
                     for item in events:
                         _emit_sync(on_event, item)
                         if not policy.stream_item(item):

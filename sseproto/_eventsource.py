@@ -68,7 +68,7 @@ import math
 import random
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Union
 
 from ._errors import (
     ConfigurationError,
@@ -118,6 +118,34 @@ __all__ = ["Connect", "EventSource", "Stop", "Wait"]
 
 log = logging.getLogger("sseproto")
 
+#: Request headers: a mapping, ``(name, value)`` pairs, or a function returning either.
+HeaderSource = Union[
+    "Mapping[str, str]",
+    "Iterable[tuple[str, str]]",
+    "Callable[[], Mapping[str, str] | Iterable[tuple[str, str]]]",
+    None,
+]
+
+
+def _with_defaults(
+    headers: Mapping[str, str] | Iterable[tuple[str, str]] | None,
+) -> list[tuple[str, str]]:
+    """The caller's headers, checked, after the defaults they do not replace."""
+    defaults = {
+        "accept": ("Accept", "text/event-stream"),
+        "accept-encoding": ("Accept-Encoding", "identity"),
+        "cache-control": ("Cache-Control", "no-cache"),
+        "user-agent": ("User-Agent", USER_AGENT),
+    }
+    extra = []
+    for name, value in check_headers(headers):
+        if name.lower() in defaults:
+            defaults[name.lower()] = (name, value)
+        else:
+            extra.append((name, value))
+    return [*defaults.values(), *extra]
+
+
 #: How many recent events are remembered to recognise replays.
 _SEEN_EVENTS: Final = 1024
 
@@ -166,7 +194,10 @@ class EventSource:
         url: An ``https`` URL (plain ``http`` only to loopback).
         headers: Extra request headers (a mapping or ``(name, value)`` pairs), sent on
             every attempt; one named like a default (Accept, Cache-Control,
-            User-Agent) replaces it.
+            User-Agent) replaces it. Or a function returning them, called for each
+            connection (a token that rotates, a short-lived JWT): what it raises, or
+            the ConfigurationError of a header it returns that cannot be sent, comes
+            out of :meth:`next_action`.
         last_event_id: Resume from this id (sent as ``Last-Event-ID``).
         retry: The reconnection time in seconds until the server sends ``retry:``.
         max_attempts: Failed reconnection attempts in a row before giving up.
@@ -197,7 +228,7 @@ class EventSource:
         self,
         url: str,
         *,
-        headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = (),
+        headers: HeaderSource = (),
         last_event_id: str = "",
         retry: float = DEFAULT_RETRY,
         max_attempts: int = MAX_ATTEMPTS,
@@ -221,19 +252,8 @@ class EventSource:
         self._max_line_bytes = max_line_bytes
         self._max_event_bytes = max_event_bytes
         self._new_parser()  # checks the limits now, not at a connect
-        defaults = {
-            "accept": ("Accept", "text/event-stream"),
-            "accept-encoding": ("Accept-Encoding", "identity"),
-            "cache-control": ("Cache-Control", "no-cache"),
-            "user-agent": ("User-Agent", USER_AGENT),
-        }
-        extra = []
-        for name, value in check_headers(headers):
-            if name.lower() in defaults:
-                defaults[name.lower()] = (name, value)
-            else:
-                extra.append((name, value))
-        self._headers = [*defaults.values(), *extra]
+        self._header_source = headers if callable(headers) else None
+        self._headers = [] if callable(headers) else _with_defaults(headers)
         self._rng = rng or random.Random()
         self._reconnect_after = reconnect_after
         self._floor = min(MIN_CONNECT_INTERVAL, self._max_backoff)
@@ -307,7 +327,8 @@ class EventSource:
         return Connect(self.url, self._request_headers())
 
     def _request_headers(self) -> list[tuple[str, str]]:
-        headers = list(self._headers)
+        source = self._header_source
+        headers = list(self._headers) if source is None else _with_defaults(source())
         last_id = self.last_event_id
         if last_id:
             if header_value_ok(last_id):

@@ -32,8 +32,9 @@ from ._rules import ERROR_BODY_LIMIT, ERROR_BODY_SECONDS, MAX_ATTEMPTS, MAX_BACK
 if TYPE_CHECKING:
     import random
     import ssl
-    from collections.abc import AsyncIterator, Callable, Mapping
+    from collections.abc import AsyncIterator, Callable
 
+    from ._eventsource import HeaderSource
     from ._parser import ServerSentEvent
 
 __all__ = ["EventStream", "open_event_stream"]
@@ -149,7 +150,7 @@ class EventStream(EventStreamBase):
 async def open_event_stream(
     url: str,
     *,
-    headers: Mapping[str, str] | None = None,
+    headers: HeaderSource = None,
     ssl_context: ssl.SSLContext | None = None,
     last_event_id: str = "",
     connect_timeout: float = 10.0,
@@ -172,7 +173,9 @@ async def open_event_stream(
 
     Args:
         url: An ``https`` URL (plain ``http`` only to loopback).
-        headers: Extra request headers (such as Authorization), sent on every attempt.
+        headers: Extra request headers (such as Authorization), sent on every attempt;
+            or a function returning them, called for each connection (a rotating
+            token).
         ssl_context: The TLS trust to use; default ``ssl.create_default_context()``
             (built once, shared), which honours ``SSL_CERT_FILE``. Verification is
             always on.

@@ -58,6 +58,8 @@ if TYPE_CHECKING:
     import ssl
     from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
+    from ._api import KeySource
+    from ._eventsource import HeaderSource
     from ._parser import ServerSentEvent
     from ._proxy import Proxy
     from ._rules import HeaderFields
@@ -240,7 +242,7 @@ async def _collect(response: httpx.Response, collector: Collector) -> None:
 async def open_event_stream(
     url: str,
     *,
-    headers: Mapping[str, str] | None = None,
+    headers: HeaderSource = None,
     ssl_context: ssl.SSLContext | None = None,
     http_client: httpx.AsyncClient | None = None,
     last_event_id: str = "",
@@ -309,7 +311,7 @@ class Client(AsyncEndpoints):
 
     def __init__(
         self,
-        api_key: str | None = None,
+        api_key: KeySource = None,
         base_url: str | None = None,
         team_id: str | None = None,
         ssl_context: ssl.SSLContext | None = None,
@@ -318,10 +320,11 @@ class Client(AsyncEndpoints):
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
         proxy: str | None = FROM_ENVIRONMENT,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         check_client(http_client, ssl_context, httpx.AsyncClient, proxy)
         super().__init__(
-            api_key, base_url, team_id, ssl_context, connect_timeout, read_timeout, proxy
+            api_key, base_url, team_id, ssl_context, connect_timeout, read_timeout, proxy, headers
         )
         self._timeout = timeout(connect_timeout, read_timeout)
         self._given = http_client
@@ -406,7 +409,7 @@ class Client(AsyncEndpoints):
         client = self.http_client  # ours made now if need be, with its proxy
         async with open_event_stream(
             url,
-            headers=self.headers(),
+            headers=self.headers,  # asked again for each connection
             http_client=client,
             last_event_id=last_event_id,
             connect_timeout=self.connect_timeout,
@@ -420,7 +423,7 @@ class Client(AsyncEndpoints):
 async def watch(
     task_id: str,
     *,
-    api_key: str | None = None,
+    api_key: KeySource = None,
     base_url: str | None = None,
     team_id: str | None = None,
     ssl_context: ssl.SSLContext | None = None,
@@ -430,6 +433,8 @@ async def watch(
     connect_timeout: float = 10.0,
     read_timeout: float = 60.0,
     proxy: str | None = FROM_ENVIRONMENT,
+    headers: Mapping[str, str] | None = None,
+    last_event_id: str = "",
 ) -> TaskResult:
     """Follow a task to its end; return its result. ``await sseproto.asyncio.watch(id)``.
 
@@ -453,12 +458,14 @@ async def watch(
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
         proxy=proxy,
+        headers=headers,
     ) as client:
         return await watch_async(
             client,
             task_id,
             poll_interval=poll_interval,
             on_event=on_event,
+            last_event_id=last_event_id,
             clock=_now,
             sleep_until=_sleep_until,
         )

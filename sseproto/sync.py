@@ -61,6 +61,8 @@ if TYPE_CHECKING:
     import ssl
     from collections.abc import Callable, Iterator, Mapping
 
+    from ._api import KeySource
+    from ._eventsource import HeaderSource
     from ._parser import ServerSentEvent
     from ._proxy import Proxy
     from ._rules import HeaderFields
@@ -241,7 +243,7 @@ def _collect(response: httpx.Response, collector: Collector, deadline: float) ->
 def open_event_stream(
     url: str,
     *,
-    headers: Mapping[str, str] | None = None,
+    headers: HeaderSource = None,
     ssl_context: ssl.SSLContext | None = None,
     http_client: httpx.Client | None = None,
     last_event_id: str = "",
@@ -310,7 +312,7 @@ class Client(SyncEndpoints):
 
     def __init__(
         self,
-        api_key: str | None = None,
+        api_key: KeySource = None,
         base_url: str | None = None,
         team_id: str | None = None,
         ssl_context: ssl.SSLContext | None = None,
@@ -319,10 +321,11 @@ class Client(SyncEndpoints):
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
         proxy: str | None = FROM_ENVIRONMENT,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         check_client(http_client, ssl_context, httpx.Client, proxy)
         super().__init__(
-            api_key, base_url, team_id, ssl_context, connect_timeout, read_timeout, proxy
+            api_key, base_url, team_id, ssl_context, connect_timeout, read_timeout, proxy, headers
         )
         self._timeout = timeout(connect_timeout, read_timeout)
         self._given = http_client
@@ -407,7 +410,7 @@ class Client(SyncEndpoints):
         client = self.http_client  # ours made now if need be, with its proxy
         with open_event_stream(
             url,
-            headers=self.headers(),
+            headers=self.headers,  # asked again for each connection
             http_client=client,
             last_event_id=last_event_id,
             connect_timeout=self.connect_timeout,
@@ -421,7 +424,7 @@ class Client(SyncEndpoints):
 def watch(
     task_id: str,
     *,
-    api_key: str | None = None,
+    api_key: KeySource = None,
     base_url: str | None = None,
     team_id: str | None = None,
     ssl_context: ssl.SSLContext | None = None,
@@ -431,6 +434,8 @@ def watch(
     connect_timeout: float = 10.0,
     read_timeout: float = 60.0,
     proxy: str | None = FROM_ENVIRONMENT,
+    headers: Mapping[str, str] | None = None,
+    last_event_id: str = "",
 ) -> TaskResult:
     """Follow a task to its end; return its result. ``sseproto.sync.watch(task_id)``.
 
@@ -455,12 +460,14 @@ def watch(
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
         proxy=proxy,
+        headers=headers,
     ) as client:
         return watch_sync(
             client,
             task_id,
             poll_interval=poll_interval,
             on_event=on_event,
+            last_event_id=last_event_id,
             clock=_now,
             sleep_until=_sleep_until,
         )

@@ -357,7 +357,8 @@ def test_settings_of_the_wrong_type_are_a_configuration_error(position: int) -> 
     args: list[object] = ["sk-test", "https://example.com/api/v1/r", None]
     args[position] = ssl.create_default_context()
     name = ("api_key", "base_url", "team_id")[position]
-    with pytest.raises(ConfigurationError, match=f"{name} must be a str, not SSLContext"):
+    must = f"{name} must be a str" + (" or a function returning one" if position == 0 else "")
+    with pytest.raises(ConfigurationError, match=f"{must}, not SSLContext"):
         Client(*args)  # type: ignore[arg-type]
 
 
