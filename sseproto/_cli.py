@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import functools
 import itertools
 import json
 import logging
@@ -134,11 +135,13 @@ def _print_error(message: object) -> None:
 
 
 class _Display:
-    """A live progress display on stderr (rich when installed, plain lines otherwise)."""
+    """A live progress display on stderr, a line per task, as ``docker pull`` shows
+    its layers (rich when installed, plain lines otherwise)."""
 
-    def __init__(self, label: str, *, enabled: bool = True) -> None:
-        self.label = _printable(label)
+    def __init__(self, labels: dict[str, str], *, enabled: bool = True) -> None:
+        self.labels = {key: _printable(label) for key, label in labels.items()}
         self._progress: Any = None
+        self._rows: dict[str, Any] = {}
         if not enabled:  # --json: stdout carries the events, stderr stays quiet
             return
         try:
@@ -160,7 +163,10 @@ class _Display:
             console=console,
             transient=False,
         )
-        self._task = self._progress.add_task("", total=1.0, label=self.label, detail="connecting")
+        for key, label in self.labels.items():
+            self._rows[key] = self._progress.add_task(
+                "", total=1.0, label=label, detail="connecting"
+            )
 
     def __enter__(self) -> _Display:
         if self._progress is not None:
@@ -173,17 +179,17 @@ class _Display:
             _LogLines.console = None
             self._progress.stop()
 
-    def update(self, item: Any) -> None:
+    def update(self, key: str, item: Any) -> None:
         detail, done = _describe(item)
         detail = _printable(detail)
         if self._progress is None:
             share = "" if done is None else f"{done:4.0%} "
-            print(f"{self.label}: {share}{detail}", file=sys.stderr, flush=True)
+            print(f"{self.labels[key]}: {share}{detail}", file=sys.stderr, flush=True)
             return
         if done is None:
-            self._progress.update(self._task, detail=detail)
+            self._progress.update(self._rows[key], detail=detail)
         else:
-            self._progress.update(self._task, detail=detail, completed=done)
+            self._progress.update(self._rows[key], detail=detail, completed=done)
 
 
 class _LogLines(logging.Handler):
@@ -249,38 +255,130 @@ def _ssl_context(args: argparse.Namespace) -> ssl.SSLContext | None:
         ) from None
 
 
-async def _watch_one(
+#: The exit statuses of ``watch`` from the best to the worst: several tasks exit with
+#: the worst of theirs.
+_SEVERITY = [EXIT_OK, EXIT_CANCELLED, EXIT_FAILED, EXIT_AUTH, EXIT_ERROR]
+
+
+def _event_json(task_id: str, item: Any) -> dict[str, Any]:
+    """A watched item as a JSON line: the task, the API's event name (``snapshot`` for
+    a polled state), the SSE ``id``, the raw payload, then the typed fields."""
+    if isinstance(item, TaskEventError):
+        sse, data = item.event, item.payload
+    else:
+        sse, data = getattr(item, "sse", None), getattr(item, "raw", None)
+    out: dict[str, Any] = {
+        "task_id": task_id,
+        "event": sse.event if sse is not None else "snapshot",
+        "id": sse.id if sse is not None else "",
+        "data": data,
+    }
+    for key, value in to_json(item).items():
+        out.setdefault(key, value)  # a snapshot's own "id" is the task's: kept above
+    return out
+
+
+def _error_json(task_id: str, exc: SSEProtoError) -> dict[str, Any]:
+    error = to_json(exc)
+    if isinstance(exc, TaskFailed):
+        error["reason"] = exc.error
+    return {"task_id": task_id, "error": error}
+
+
+async def _watch_task(
     task_id: str,
+    display: _Display,
+    results: dict[str, Any],
     *,
     as_json: bool,
     poll_interval: float,
-    label: str | None = None,
+    last_event_id: str = "",
     **client: Any,
 ) -> int:
     def on_event(item: Any) -> None:
         if as_json:
-            _print_json(item)
+            _print_json(_event_json(task_id, item))
         else:
-            display.update(item)
+            display.update(task_id, item)
 
-    with _Display(label or f"task {task_id}", enabled=not as_json) as display:
-        try:
-            result = await watch(task_id, on_event=on_event, poll_interval=poll_interval, **client)
-        except TaskFailed as exc:
-            reason = exc.error or "no reason given"
-            print(_printable(f"task {task_id} failed: {reason}"), file=sys.stderr)
-            return EXIT_FAILED
-        except TaskCancelled:
-            print(_printable(f"task {task_id} was cancelled"), file=sys.stderr)
-            return EXIT_CANCELLED
-    if as_json:
-        _print_json(result)
-    else:
-        for url in result.artifact_urls():
-            print(_printable(url))
-        if not result.artifact_urls():
-            _print_json(result.output)
+    try:
+        results[task_id] = await watch(
+            task_id,
+            on_event=on_event,
+            poll_interval=poll_interval,
+            last_event_id=last_event_id,
+            **client,
+        )
+    except TaskFailed as exc:
+        if as_json:
+            _print_json(_error_json(task_id, exc))
+        reason = exc.error or "no reason given"
+        print(_printable(f"task {task_id} failed: {reason}"), file=sys.stderr)
+        return EXIT_FAILED
+    except TaskCancelled as exc:
+        if as_json:
+            _print_json(_error_json(task_id, exc))
+        print(_printable(f"task {task_id} was cancelled"), file=sys.stderr)
+        return EXIT_CANCELLED
     return EXIT_OK
+
+
+async def _watch_one_of_many(task_id: str, codes: dict[str, int], **options: Any) -> None:
+    """One task of ``watch ID ID...``: its error is its line, the others go on."""
+    try:
+        codes[task_id] = await _watch_task(task_id, **options)
+    except SSEProtoError as exc:
+        if options.get("as_json"):
+            _print_json(_error_json(task_id, exc))
+        _print_error(f"task {task_id}: {exc}")
+        refused = isinstance(exc, (ConfigurationError, HTTPStatusError)) and getattr(
+            exc, "status_code", 401
+        ) in (401, 403)
+        codes[task_id] = EXIT_AUTH if refused else EXIT_ERROR
+
+
+async def _watch_tasks(
+    task_ids: Sequence[str],
+    *,
+    as_json: bool,
+    poll_interval: float,
+    last_event_id: str = "",
+    **client: Any,
+) -> int:
+    """Follow the tasks to their ends, a display line (or JSON Lines) for each; the
+    results on stdout once all are done; the exit status of the worst outcome."""
+    results: dict[str, Any] = {}
+    codes: dict[str, int] = {}
+    labels = {task_id: f"task {task_id}" for task_id in task_ids}
+    with _Display(labels, enabled=not as_json) as display:
+        options: dict[str, Any] = dict(
+            display=display,
+            results=results,
+            as_json=as_json,
+            poll_interval=poll_interval,
+            last_event_id=last_event_id,
+            **client,
+        )
+        if len(task_ids) == 1:  # its error is the command's (with its hint)
+            codes[task_ids[0]] = await _watch_task(task_ids[0], **options)
+        else:
+            async with trio.open_nursery() as nursery:
+                for task_id in task_ids:
+                    nursery.start_soon(
+                        functools.partial(_watch_one_of_many, task_id, codes, **options)
+                    )
+    for task_id in task_ids:  # in the order given, once all are done
+        if task_id not in results:
+            continue
+        result = results[task_id]
+        if as_json:
+            _print_json({"task_id": task_id, **to_json(result)})
+        else:
+            for url in result.artifact_urls():
+                print(_printable(url))
+            if not result.artifact_urls():
+                _print_json(result.output)
+    return max(codes.values(), key=_SEVERITY.index)
 
 
 def _proxy(args: argparse.Namespace) -> str | None:
@@ -299,6 +397,7 @@ def _proxy(args: argparse.Namespace) -> str | None:
 
 def _client_args(args: argparse.Namespace) -> dict[str, Any]:
     return {
+        "api_key": args.api_key,
         "base_url": args.base_url,
         "team_id": args.team_id,
         "ssl_context": _ssl_context(args),
@@ -307,17 +406,29 @@ def _client_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def cmd_watch(args: argparse.Namespace) -> int:
-    client = _client_args(args)
+    if args.last_event_id is not None and len(args.task_ids) > 1:
+        raise _UserError("--last-event-id resumes one task: give one ID with it", EXIT_USAGE)
+    return await _follow(args, args.task_ids, _client_args(args))
+
+
+async def _follow(args: argparse.Namespace, task_ids: Sequence[str], client: dict[str, Any]) -> int:
+    """``watch`` and ``run --watch``: the tasks to their ends, within ``--timeout``; on
+    Ctrl-C with ``--cancel-on-interrupt``, each is cancelled on the server too."""
     try:
         with trio.fail_after(args.timeout) if args.timeout else contextlib.nullcontext():
-            return await _watch_one(
-                args.task_id, as_json=args.json, poll_interval=args.poll_interval, **client
+            return await _watch_tasks(
+                task_ids,
+                as_json=args.json,
+                poll_interval=args.poll_interval,
+                last_event_id=getattr(args, "last_event_id", None) or "",
+                **client,
             )
     except trio.TooSlowError:
         raise _UserError(f"gave up after --timeout {args.timeout} s", EXIT_ERROR) from None
     except BaseException as exc:  # Ctrl-C arrives as KeyboardInterrupt, maybe in a group
         if args.cancel_on_interrupt and _is_interrupt(exc):
-            await _cancel_on_server(args.task_id, client)
+            for task_id in task_ids:
+                await _cancel_on_server(task_id, client)
         raise
 
 
@@ -345,6 +456,93 @@ async def _cancel_on_server(task_id: str, client: dict[str, Any]) -> None:
     print(_printable(message), file=sys.stderr)
 
 
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else ""
+
+
+def _table(rows: list[list[str]]) -> None:
+    """Columns padded to their widest cell (cells are server text: escaped)."""
+    rows = [[_printable(cell) for cell in row] for row in rows]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+
+
+async def cmd_tasks(args: argparse.Namespace) -> int:
+    async with Client(**_client_args(args)) as client:
+        tasks, meta = await client.list_tasks(
+            status=args.status, page=args.page, per_page=args.per_page
+        )
+    if args.json:
+        _print_json({"tasks": tasks, "page_meta": meta})
+        return EXIT_OK
+    rows = [["ID", "STATUS", "WORKFLOW", "CREATED", "ERROR"]]
+    for task in tasks:
+        error = (task.error or "").splitlines()[0][:60] if task.error else ""
+        rows.append(
+            [task.id or "", str(task.status), task.workflow_id or "", _when(task.created_at), error]
+        )
+    _table(rows)
+    total = meta.get("total_count")
+    shown = f"page {args.page}, {len(tasks)} tasks"
+    if isinstance(total, int) and not isinstance(total, bool):
+        shown += f" of {total}"
+    print(shown, file=sys.stderr)
+    return EXIT_OK
+
+
+async def cmd_status(args: argparse.Namespace) -> int:
+    async with Client(**_client_args(args)) as client:
+        snapshot = await client.get_task(args.task_id)
+    if args.json:
+        _print_json(snapshot)
+        return EXIT_OK
+    rows = []
+    for f in fields(snapshot):
+        if f.name == "raw":
+            continue
+        value = getattr(snapshot, f.name)
+        if isinstance(value, datetime):
+            value = value.isoformat()
+        elif isinstance(value, (dict, list)):
+            value = json.dumps(to_json(value), ensure_ascii=False)
+        rows.append([f"{f.name}:", "" if value is None else str(value)])
+    _table(rows)
+    return EXIT_OK
+
+
+async def cmd_cancel(args: argparse.Namespace) -> int:
+    async with Client(**_client_args(args)) as client:
+        for task_id in args.task_ids:
+            await client.cancel_task(task_id)
+            if args.json:
+                _print_json({"task_id": task_id, "cancelled": True})
+            else:
+                print(_printable(f"cancelled {task_id}"), flush=True)
+    return EXIT_OK
+
+
+async def cmd_result(args: argparse.Namespace) -> int:
+    async with Client(**_client_args(args)) as client:
+        result = await client.get_result(args.task_id)
+    if args.json:
+        _print_json(result)
+        return EXIT_OK
+    if result.error:
+        print(_printable(f"error: {result.error}"))
+    if result.expires_at is not None:
+        print(f"links expire: {result.expires_at.isoformat()}", file=sys.stderr)
+    for name, url in result.download_urls.items():
+        print(_printable(f"{name}  {url}"))
+    if result.download_url:
+        print(_printable(result.download_url))
+    if result.output is not None:
+        _print_json(result.output)
+    return EXIT_OK
+
+
 async def cmd_run(args: argparse.Namespace) -> int:
     parameters: dict[str, Any] = {}
     for item in args.param or []:
@@ -366,7 +564,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
         print(_printable(task_id), flush=True)  # the server's id
     if not args.watch:
         return EXIT_OK
-    return await _watch_one(task_id, as_json=args.json, poll_interval=args.poll_interval, **client)
+    return await _follow(args, [task_id], client)
 
 
 def _headers(options: list[str] | None) -> dict[str, str]:
@@ -489,8 +687,8 @@ async def cmd_demo(args: argparse.Namespace) -> int:
     async with serve(tasks) as server:
         print(f"demo server on {server.base_url} (TLS, a private CA)", file=sys.stderr)
         for task_id in tasks:
-            code = await _watch_one(
-                task_id,
+            code = await _watch_tasks(
+                [task_id],
                 as_json=args.json,
                 poll_interval=1.0,
                 api_key=server.token,
@@ -637,6 +835,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
 
     def api_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--api-key", default=None, help="default: $CYBERUN_API_KEY")
         p.add_argument("--base-url", default=None, help="default: $CYBERUN_BASE_URL")
         p.add_argument("--team-id", default=None, help="default: $CYBERUN_TEAM_ID")
         p.add_argument("--cacert", default=None, help="a PEM CA file to trust")
@@ -650,6 +849,16 @@ def build_parser() -> argparse.ArgumentParser:
             help="seconds between polls where the stream is unavailable (default: 3)",
         )
 
+    def watch_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--timeout", type=_seconds, default=None, metavar="S", help="give up after S s"
+        )
+        p.add_argument(
+            "--cancel-on-interrupt",
+            action="store_true",
+            help="on Ctrl-C, also cancel the task on the server",
+        )
+
     p = sub.add_parser("demo", help="watch two simulated tasks on an embedded server")
     p.add_argument("--json", action="store_true", help="JSON Lines on stdout")
     p.add_argument("--interval", type=_seconds, default=0.25, metavar="S", help="between steps")
@@ -660,13 +869,14 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("task_id")
+    p.add_argument("task_ids", nargs="+", metavar="ID", help="one task or several")
     api_options(p)
-    p.add_argument("--timeout", type=_seconds, default=None, metavar="S", help="give up after S s")
+    watch_options(p)
     p.add_argument(
-        "--cancel-on-interrupt",
-        action="store_true",
-        help="on Ctrl-C, also cancel the task on the server",
+        "--last-event-id",
+        default=None,
+        metavar="ID",
+        help="resume the stream after this event (a position saved earlier; one task)",
     )
 
     p = sub.add_parser(
@@ -684,6 +894,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="a parameter; the value is read as JSON (7, true, [1,2]) or else as text",
     )
     p.add_argument("--watch", action="store_true", help="then follow it")
+    api_options(p)
+    watch_options(p)
+
+    p = sub.add_parser("tasks", help="list tasks, newest first (a table, or --json)")
+    api_options(p)
+    p.add_argument("--status", default=None, help="only tasks in this status (running, ...)")
+    p.add_argument("--page", type=_count, default=1, metavar="N", help="default: 1")
+    p.add_argument("--per-page", type=_count, default=20, metavar="N", help="default: 20")
+
+    p = sub.add_parser("status", help="one task, all its fields")
+    p.add_argument("task_id", metavar="ID")
+    api_options(p)
+
+    p = sub.add_parser("cancel", help="cancel tasks (a no-op for a finished one)")
+    p.add_argument("task_ids", nargs="+", metavar="ID")
+    api_options(p)
+
+    p = sub.add_parser("result", help="a finished task's outputs and their links")
+    p.add_argument("task_id", metavar="ID")
     api_options(p)
 
     p = sub.add_parser("tail", help="any SSE endpoint, events as JSON Lines, reconnecting")
@@ -764,6 +993,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "demo": cmd_demo,
                 "watch": cmd_watch,
                 "run": cmd_run,
+                "tasks": cmd_tasks,
+                "status": cmd_status,
+                "cancel": cmd_cancel,
+                "result": cmd_result,
                 "tail": cmd_tail,
                 "bench": cmd_bench,
                 "serve": cmd_serve,

@@ -13,6 +13,7 @@ import subprocess
 import threading
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -118,7 +119,7 @@ def test_watch_run_and_tail_against_serve(served: dict[str, str]) -> None:
     ca = ["--cacert", served["CA file"]]
     done = run_cli("watch", "t-1", *ca, env=env)
     assert done.returncode == EXIT_OK, done.stderr.decode()
-    assert done.stdout.decode().strip().endswith("ComfyUI_00001_.png")
+    assert urlsplit(done.stdout.decode().strip()).path.endswith("/ComfyUI_00001_.png")
 
     started = run_cli("run", "my-flow@2", "-p", "seed=7", "-p", "prompt=a cat", *ca, env=env)
     assert started.returncode == EXIT_OK, started.stderr.decode()
@@ -183,10 +184,12 @@ def test_watch_exit_codes_of_failed_and_cancelled_tasks(
     assert done.returncode == code, done.stderr.decode()
     assert message in done.stderr
     assert b"Traceback" not in done.stderr
-    if as_json:  # the events up to the terminal one, and no result
-        assert json_lines(done.stdout)[-1]["type"] == (
-            "Failed" if code == EXIT_FAILED else "Cancelled"
-        )
+    if as_json:  # the events up to the terminal one, then the error, and no result
+        *events, error = json_lines(done.stdout)
+        assert events[-1]["type"] == ("Failed" if code == EXIT_FAILED else "Cancelled")
+        assert events[-1]["event"] == ("failed" if code == EXIT_FAILED else "cancelled")
+        assert error["task_id"] == task_id
+        assert error["error"]["type"] == ("TaskFailed" if code == EXIT_FAILED else "TaskCancelled")
     else:
         assert done.stdout == b""
 
@@ -195,7 +198,7 @@ def test_watch_progress_lines_where_stderr_is_not_a_terminal(scenarios: dict[str
     """In a log or CI, a line per event: status, share, steps, node, stage, message."""
     comfy = run_cli("watch", "t-comfy", env=api_env(scenarios))
     assert comfy.returncode == EXIT_OK, comfy.stderr.decode()
-    assert comfy.stdout.decode().strip().endswith("/files/t-comfy/ComfyUI_00001_.png")
+    assert urlsplit(comfy.stdout.decode().strip()).path.endswith("/ComfyUI_00001_.png")
     assert comfy.stderr.decode().splitlines() == [
         "task t-comfy: pending",
         "task t-comfy: queued",
@@ -419,8 +422,8 @@ def test_the_progress_bar_draws_server_text_literally(
     monkeypatch.setenv("TTY_INTERACTIVE", "1")  # rich's: draw the bar into the capture
     monkeypatch.setenv("TTY_COMPATIBLE", "1")
     monkeypatch.setenv("COLUMNS", "300")
-    with _Display("[red]task t-1") as display:
-        display.update(sseproto.Progress("t-1", 0.5, stage="[i]train", message=text))
+    with _Display({"t-1": "[red]task t-1"}) as display:
+        display.update("t-1", sseproto.Progress("t-1", 0.5, stage="[i]train", message=text))
     err = without_rich_styling(capsys.readouterr().err)
     assert "\x1b]8;" not in err  # no hyperlink
     assert "\x1b" not in err  # nor any other sequence than rich's own styling
@@ -488,8 +491,9 @@ def test_watch_prints_server_text_literally() -> None:
     out = as_json.stdout.decode()
     assert not UNSAFE.search(out)
     items = json_lines(as_json.stdout)  # escaped, yet the same strings
-    assert [i["message"] for i in items if i["type"] == "Progress"] == list(EVIL.values())
-    assert items[-1]["error"] == "boom \x1b[31mred\x7f\nsseproto: forged"
+    assert [i["message"] for i in items[:-1] if i["type"] == "Progress"] == list(EVIL.values())
+    assert items[-2]["error"] == "boom \x1b[31mred\x7f\nsseproto: forged"  # the event
+    assert items[-1]["error"]["reason"] == "boom \x1b[31mred\x7f\nsseproto: forged"
 
 
 @pytest.fixture

@@ -1,0 +1,188 @@
+"""The task API from the command line, as a user runs it against `sseproto serve`:
+``tasks``, ``status``, ``cancel``, ``result``, ``watch`` of several tasks at once,
+``--last-event-id``, ``--api-key``, and ``run --watch`` with ``--timeout``."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from sseproto._cli import EXIT_AUTH, EXIT_CANCELLED, EXIT_ERROR, EXIT_FAILED, EXIT_OK, EXIT_USAGE
+
+from .cli_helpers import api_env, run_cli, serving
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+TASKS = {
+    "c-ok": "comfyui",
+    "c-ok2": "comfyui",
+    "c-fail": "failed",
+    "c-cancel": "cancelled",
+    "c-json": "comfyui",
+    "c-resume": "comfyui",
+    "c-status": "comfyui",
+    "c-cancel-me": "comfyui",
+}
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[dict[str, str]]:
+    args = [a for task_id, name in TASKS.items() for a in ("--task", f"{task_id}={name}")]
+    with serving(*args, "--interval", "0.02") as settings:
+        yield settings
+
+
+def json_lines(output: bytes) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in output.decode().splitlines()]
+
+
+def test_watch_several_tasks_at_once_exits_with_the_worst_outcome(
+    served: dict[str, str],
+) -> None:
+    env = api_env(served)
+    both = run_cli("watch", "c-ok", "c-ok2", env=env)
+    assert both.returncode == EXIT_OK, both.stderr.decode()
+    links = both.stdout.decode().splitlines()
+    assert len(links) == 2  # a result for each, in the order given
+    assert links[0] != links[1]
+    err = both.stderr.decode()
+    assert "task c-ok: 100% completed" in err
+    assert "task c-ok2: 100% completed" in err
+
+    mixed = run_cli("watch", "c-ok", "c-cancel", "c-fail", env=env)
+    assert mixed.returncode == EXIT_FAILED  # failed is worse than cancelled and ok
+    assert b"task c-fail failed" in mixed.stderr
+    assert b"task c-cancel was cancelled" in mixed.stderr
+    assert len(mixed.stdout.decode().splitlines()) == 1  # only c-ok has a result
+
+    cancelled = run_cli("watch", "c-ok", "c-cancel", env=env)
+    assert cancelled.returncode == EXIT_CANCELLED
+
+
+def test_watch_several_tasks_one_refused_key_is_that_tasks_line(served: dict[str, str]) -> None:
+    env = {**api_env(served), "CYBERUN_API_KEY": "sk-wrong"}
+    done = run_cli("watch", "c-ok", "c-ok2", env=env)
+    assert done.returncode == EXIT_AUTH
+    err = done.stderr.decode()
+    assert "task c-ok: " in err
+    assert "task c-ok2: " in err
+    assert "401" in err
+    assert "sk-wrong" not in err
+
+
+def test_watch_json_lines_name_the_api_event_the_id_and_the_payload(
+    served: dict[str, str],
+) -> None:
+    done = run_cli("watch", "c-json", "c-fail", "--json", env=api_env(served))
+    assert done.returncode == EXIT_FAILED, done.stderr.decode()
+    items = json_lines(done.stdout)
+    mine = [i for i in items if i["task_id"] == "c-json"]
+    events = mine[:-1]
+    assert [e["event"] for e in events][:3] == ["status", "status", "status"]
+    assert "progress" in [e["event"] for e in events]
+    assert events[-1]["event"] == "completed"
+    assert [e["id"] for e in events] == [str(i) for i in range(1, len(events) + 1)]
+    first = events[0]
+    assert first["data"] == {
+        "task_id": "c-json",
+        "status": first["status"],
+        "timestamp": first["data"]["timestamp"],
+    }
+    assert first["type"] == "StatusChanged"  # then the typed fields
+    assert list(first)[:4] == ["task_id", "event", "id", "data"]
+    assert mine[-1]["type"] == "TaskResult"  # the result, last
+    failed = [i for i in items if i["task_id"] == "c-fail"]
+    assert failed[-2]["event"] == "failed"
+    assert failed[-1]["error"]["type"] == "TaskFailed"
+    assert failed[-1]["error"]["reason"] == "CUDA out of memory"
+
+
+def test_watch_resumes_from_last_event_id(served: dict[str, str]) -> None:
+    done = run_cli("watch", "c-resume", "--json", "--last-event-id", "3", env=api_env(served))
+    assert done.returncode == EXIT_OK, done.stderr.decode()
+    ids = [i["id"] for i in json_lines(done.stdout)[:-1]]
+    assert ids
+    assert int(ids[0]) == 4  # events 1 to 3 were not sent again
+    two = run_cli("watch", "c-ok", "c-ok2", "--last-event-id", "3", env=api_env(served))
+    assert two.returncode == EXIT_USAGE
+    assert b"one task" in two.stderr
+
+
+def test_tasks_lists_a_table_and_json(served: dict[str, str]) -> None:
+    env = api_env(served)
+    assert run_cli("watch", "c-ok", env=env).returncode == EXIT_OK
+    table = run_cli("tasks", env=env)
+    assert table.returncode == EXIT_OK, table.stderr.decode()
+    lines = table.stdout.decode().splitlines()
+    assert lines[0].split() == ["ID", "STATUS", "WORKFLOW", "CREATED", "ERROR"]
+    row = next(line for line in lines if line.startswith("c-ok "))
+    assert "completed" in row.split()
+    as_json = run_cli("tasks", "--json", "--per-page", "50", env=env)
+    page = json.loads(as_json.stdout)
+    assert {"tasks", "page_meta"} <= set(page)
+    assert "c-ok" in [t["id"] for t in page["tasks"]]
+    running = run_cli("tasks", "--status", "completed", "--json", env=env)
+    assert {t["status"] for t in json.loads(running.stdout)["tasks"]} <= {"completed"}
+    assert run_cli("tasks", "--page", "0", env=env).returncode == EXIT_USAGE
+
+
+def test_status_shows_every_field(served: dict[str, str]) -> None:
+    env = api_env(served)
+    assert run_cli("watch", "c-status", env=env).returncode == EXIT_OK
+    done = run_cli("status", "c-status", env=env)
+    assert done.returncode == EXIT_OK, done.stderr.decode()
+    fields = dict(line.split(":", 1) for line in done.stdout.decode().splitlines())
+    assert fields["status"].strip() == "completed"
+    assert fields["id"].strip() == "c-status"
+    assert {"workflow_id", "created_at", "gpu_type", "tool_type"} <= set(fields)
+    as_json = json.loads(run_cli("status", "c-status", "--json", env=env).stdout)
+    assert as_json["type"] == "TaskSnapshot"
+    assert as_json["status"] == "completed"
+
+
+def test_result_shows_outputs_and_links(served: dict[str, str]) -> None:
+    env = api_env(served)
+    assert run_cli("watch", "c-ok", env=env).returncode == EXIT_OK
+    done = run_cli("result", "c-ok", env=env)
+    assert done.returncode == EXIT_OK, done.stderr.decode()
+    out = done.stdout.decode()
+    assert "9.images.0  https://" in out
+    assert "ComfyUI_00001_.png" in out
+    as_json = json.loads(run_cli("result", "c-ok", "--json", env=env).stdout)
+    assert as_json["type"] == "TaskResult"
+    assert as_json["download_urls"]
+
+
+def test_cancel_several_tasks(served: dict[str, str]) -> None:
+    env = api_env(served)
+    done = run_cli("cancel", "c-cancel-me", "c-ok", "--json", env=env)
+    assert done.returncode == EXIT_OK, done.stderr.decode()
+    assert json_lines(done.stdout) == [
+        {"task_id": "c-cancel-me", "cancelled": True},
+        {"task_id": "c-ok", "cancelled": True},  # finished: a no-op success
+    ]
+    assert run_cli("watch", "c-cancel-me", env=env).returncode == EXIT_CANCELLED
+
+
+def test_api_key_option_and_its_messages(served: dict[str, str]) -> None:
+    env = {k: v for k, v in api_env(served).items() if k != "CYBERUN_API_KEY"}
+    env["CYBERUN_API_KEY"] = ""
+    missing = run_cli("status", "c-ok", env=env)
+    assert missing.returncode == EXIT_AUTH
+    given = run_cli("status", "c-ok", "--api-key", served["token"], env=env)
+    assert given.returncode == EXIT_OK, given.stderr.decode()
+
+
+def test_run_watch_takes_timeout(served: dict[str, str]) -> None:
+    started = time.monotonic()
+    done = run_cli(
+        "run", "slow-flow", "--watch", "--timeout", "0.5", "--poll-interval", "0.1",
+        env=api_env(served),
+    )  # fmt: skip
+    assert done.returncode == EXIT_ERROR
+    assert b"--timeout" in done.stderr
+    assert time.monotonic() - started < 30
