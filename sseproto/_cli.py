@@ -192,6 +192,71 @@ class _Display:
             self._progress.update(self._rows[key], detail=detail, completed=done)
 
 
+class _Transfers:
+    """Progress of uploads and downloads on stderr: a bar per file and one for all
+    (rich on a terminal), else a line as each file completes."""
+
+    def __init__(self, *, enabled: bool = True) -> None:
+        self._progress: Any = None
+        self._rows: dict[str, Any] = {}
+        self._done: set[str] = set()
+        self._enabled = enabled
+        if not enabled:
+            return
+        try:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TransferSpeedColumn,
+            )
+        except ImportError:
+            return
+        console = Console(stderr=True)
+        if not console.is_interactive:
+            return
+        self._progress = Progress(
+            TextColumn("{task.fields[label]}", markup=False),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            console=console,
+        )
+        self._total = self._progress.add_task("", total=None, label="total")
+        self._sizes: dict[str, tuple[int, int | None]] = {}
+
+    def __enter__(self) -> _Transfers:
+        if self._progress is not None:
+            self._progress.start()
+            _LogLines.console = self._progress.console
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            _LogLines.console = None
+            self._progress.stop()
+
+    def update(self, name: str, have: int, total: int | None) -> None:
+        label = _printable(name)
+        if self._progress is None:
+            if self._enabled and total is not None and have >= total and name not in self._done:
+                self._done.add(name)
+                print(f"{label}: {have:,} bytes", file=sys.stderr, flush=True)
+            return
+        if name not in self._rows:
+            self._rows[name] = self._progress.add_task("", total=total, label=label)
+        self._progress.update(self._rows[name], completed=have, total=total)
+        self._sizes[name] = (have, total)
+        totals = [t for _, t in self._sizes.values()]
+        self._progress.update(
+            self._total,
+            completed=sum(h for h, _ in self._sizes.values()),
+            total=None if None in totals else sum(t for t in totals if t is not None),
+        )
+
+
 class _LogLines(logging.Handler):
     """The library's log (reconnects, polling) as lines on stderr, above any progress bar."""
 
@@ -343,11 +408,13 @@ async def _watch_tasks(
     as_json: bool,
     poll_interval: float,
     last_event_id: str = "",
+    results: dict[str, Any] | None = None,
     **client: Any,
 ) -> int:
     """Follow the tasks to their ends, a display line (or JSON Lines) for each; the
-    results on stdout once all are done; the exit status of the worst outcome."""
-    results: dict[str, Any] = {}
+    results on stdout once all are done (and in ``results``, by task); the exit
+    status of the worst outcome."""
+    results = {} if results is None else results
     codes: dict[str, int] = {}
     labels = {task_id: f"task {task_id}" for task_id in task_ids}
     with _Display(labels, enabled=not as_json) as display:
@@ -414,15 +481,25 @@ async def cmd_watch(args: argparse.Namespace) -> int:
 async def _follow(args: argparse.Namespace, task_ids: Sequence[str], client: dict[str, Any]) -> int:
     """``watch`` and ``run --watch``: the tasks to their ends, within ``--timeout``; on
     Ctrl-C with ``--cancel-on-interrupt``, each is cancelled on the server too."""
+    results: dict[str, Any] = {}
     try:
         with trio.fail_after(args.timeout) if args.timeout else contextlib.nullcontext():
-            return await _watch_tasks(
+            code = await _watch_tasks(
                 task_ids,
                 as_json=args.json,
                 poll_interval=args.poll_interval,
                 last_event_id=getattr(args, "last_event_id", None) or "",
+                results=results,
                 **client,
             )
+            if args.download is not None:  # the outputs of the tasks that completed
+                for task_id in task_ids:
+                    if task_id in results:
+                        folder = args.download
+                        if len(task_ids) > 1:
+                            folder = os.path.join(folder, _safe_dir(task_id))
+                        await _download(task_id, folder, as_json=args.json, client=client)
+            return code
     except trio.TooSlowError:
         raise _UserError(f"gave up after --timeout {args.timeout} s", EXIT_ERROR) from None
     except BaseException as exc:  # Ctrl-C arrives as KeyboardInterrupt, maybe in a group
@@ -430,6 +507,12 @@ async def _follow(args: argparse.Namespace, task_ids: Sequence[str], client: dic
             for task_id in task_ids:
                 await _cancel_on_server(task_id, client)
         raise
+
+
+def _safe_dir(task_id: str) -> str:
+    """A task id as a folder name (ids are the server's: nothing that climbs out)."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", task_id).strip(".")
+    return name or "task"
 
 
 def _is_interrupt(exc: BaseException) -> bool:
@@ -513,6 +596,26 @@ async def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def _download(
+    task_id: str, directory: str, *, as_json: bool, client: dict[str, Any]
+) -> list[str]:
+    """Every output of the task into ``directory``; the files' paths."""
+    with _Transfers(enabled=not as_json) as display:
+        async with Client(**client) as c:
+            paths = await c.download(task_id, directory, on_progress=display.update)
+    for path in paths:
+        if as_json:
+            _print_json({"task_id": task_id, "file": str(path)})
+        else:
+            print(_printable(path), flush=True)
+    return [str(path) for path in paths]
+
+
+async def cmd_download(args: argparse.Namespace) -> int:
+    await _download(args.task_id, args.output, as_json=args.json, client=_client_args(args))
+    return EXIT_OK
+
+
 async def cmd_cancel(args: argparse.Namespace) -> int:
     async with Client(**_client_args(args)) as client:
         for task_id in args.task_ids:
@@ -545,10 +648,16 @@ async def cmd_result(args: argparse.Namespace) -> int:
 
 async def cmd_run(args: argparse.Namespace) -> int:
     parameters: dict[str, Any] = {}
+    uploads: dict[str, str] = {}
     for item in args.param or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise _UserError(f"-p takes key=value, not {item!r}", EXIT_USAGE)
+        if value.startswith("@"):  # a file: uploaded, then passed as its file_key
+            if not os.path.isfile(value[1:]):
+                raise _UserError(f"-p {key}=@{value[1:]}: no such file", EXIT_USAGE)
+            uploads[key] = value[1:]
+            continue
         try:
             parameters[key] = json.loads(value)
         except ValueError:
@@ -557,6 +666,12 @@ async def cmd_run(args: argparse.Namespace) -> int:
             raise _UserError(f"-p {key}: the JSON value is nested too deeply", EXIT_USAGE) from None
     client = _client_args(args)
     async with Client(**client) as c:
+        for key, path in uploads.items():
+            name = os.path.basename(path)
+            with _Transfers(enabled=not args.json) as display:
+                parameters[key] = await c.upload(
+                    path, on_progress=functools.partial(display.update, name)
+                )
         task_id = await c.run_workflow(args.workflow, parameters)
     if args.json:
         _print_json({"task_id": task_id})
@@ -632,6 +747,7 @@ _CANNOT_LISTEN = frozenset({errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL}
 
 
 async def cmd_serve(args: argparse.Namespace) -> int:  # runs until Ctrl-C
+    _needs_the_test_server("serve")
     from .testing import Task, scenario, serve
 
     scripted: dict[str, Task] = {}
@@ -648,7 +764,13 @@ async def cmd_serve(args: argparse.Namespace) -> int:  # runs until Ctrl-C
     async with contextlib.AsyncExitStack() as stack:
         try:
             server = await stack.enter_async_context(
-                serve(scripted, token=args.token, port=args.port, names=args.name or ())
+                serve(
+                    scripted,
+                    token=args.token,
+                    port=args.port,
+                    names=args.name or (),
+                    unknown=args.unknown,
+                )
             )
         except (OSError, BaseExceptionGroup) as exc:  # trio's nursery may wrap it
             error = _unwrap(exc)
@@ -668,8 +790,21 @@ async def cmd_serve(args: argparse.Namespace) -> int:  # runs until Ctrl-C
     raise AssertionError("unreachable")  # sleep_forever only ends by an exception
 
 
+def _needs_the_test_server(what: str) -> None:
+    """The embedded server makes its certificates with trustme (the cli extra)."""
+    try:
+        import trustme  # noqa: F401
+    except ImportError:
+        raise _UserError(
+            f"{what} runs the embedded test server, which needs the cli extra: "
+            f"pip install 'sseproto[cli]'",
+            EXIT_USAGE,
+        ) from None
+
+
 async def cmd_demo(args: argparse.Namespace) -> int:
     """Two simulated tasks over the embedded server, watched the way a real one is."""
+    _needs_the_test_server("the demo")
     from .testing import Fault, Task, comfyui_timeline, nerfstudio_timeline, serve
 
     interval = args.interval
@@ -707,6 +842,7 @@ async def cmd_bench(args: argparse.Namespace) -> int:
         context = _ssl_context(args)
         report = await _measure(args.url, headers, context, args.duration, proxy=_proxy(args))
     else:
+        _needs_the_test_server("bench without a URL")
         from .testing import Task, progress, serve
 
         steps = [progress(i / args.events, step_current=i) for i in range(1, args.events + 1)]
@@ -851,6 +987,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     def watch_options(p: argparse.ArgumentParser) -> None:
         p.add_argument(
+            "--download",
+            default=None,
+            metavar="DIR",
+            help="then download the outputs into DIR (DIR/ID with several tasks)",
+        )
+        p.add_argument(
             "--timeout", type=_seconds, default=None, metavar="S", help="give up after S s"
         )
         p.add_argument(
@@ -891,7 +1033,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--param",
         action="append",
         metavar="KEY=VALUE",
-        help="a parameter; the value is read as JSON (7, true, [1,2]) or else as text",
+        help="a parameter; the value is read as JSON (7, true, [1,2]) or else as text; "
+        "@PATH uploads the file and passes its file_key",
     )
     p.add_argument("--watch", action="store_true", help="then follow it")
     api_options(p)
@@ -902,6 +1045,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status", default=None, help="only tasks in this status (running, ...)")
     p.add_argument("--page", type=_count, default=1, metavar="N", help="default: 1")
     p.add_argument("--per-page", type=_count, default=20, metavar="N", help="default: 20")
+
+    p = sub.add_parser("download", help="every output of a finished task into a folder")
+    p.add_argument("task_id", metavar="ID")
+    p.add_argument("-o", "--output", default=".", metavar="DIR", help="default: here")
+    api_options(p)
 
     p = sub.add_parser("status", help="one task, all its fields")
     p.add_argument("task_id", metavar="ID")
@@ -943,10 +1091,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--task",
         action="append",
         metavar="ID=SCENARIO",
-        help="script a task: comfyui, nerfstudio, failed, cancelled, flaky (drops twice) or "
-        "polling (no stream); any other id runs a ComfyUI-like timeline",
+        help="script a task: comfyui, nerfstudio, failed, cancelled, flaky (drops twice), "
+        "polling (no stream) or forbidden (403, a feature off); any other id runs a "
+        "ComfyUI-like timeline (or is unknown, with --unknown 404)",
     )
     p.add_argument("--interval", type=_seconds, default=0.5, metavar="S", help="between steps")
+    p.add_argument(
+        "--unknown",
+        choices=["timeline", "404"],
+        default="timeline",
+        help="what an unscripted task id is: a ComfyUI-like timeline, or 404",
+    )
     p.add_argument(
         "--name",
         action="append",
@@ -968,10 +1123,46 @@ _HINTS = {
     ("url", 401): "pass credentials with -H 'Authorization: Bearer ...'",
     ("url", 404): "check the URL",
     ("api", 400): "a JWT needs the team too (--team-id or $CYBERUN_TEAM_ID)",
-    ("api", 401): "check the API key ($CYBERUN_API_KEY)",
+    ("api", 401): "check the API key (--api-key or $CYBERUN_API_KEY)",
     ("api", 403): "the key may not do this; a JWT also needs the team ($CYBERUN_TEAM_ID)",
     ("api", 404): "check the task or workflow id and the base URL ($CYBERUN_BASE_URL)",
 }
+
+
+#: The library's parameters, as the command line's options say them.
+_OPTIONS = [
+    ("ssl_context= or set SSL_CERT_FILE", "--cacert or set SSL_CERT_FILE"),
+    ("ssl_context=", "--cacert"),
+    ("pass api_key= or set CYBERUN_API_KEY", "pass --api-key or set $CYBERUN_API_KEY"),
+    ("api_key=", "--api-key"),
+    ("base_url=", "--base-url"),
+    ("team_id=", "--team-id"),
+    ("proxy=None; on the command line, --no-proxy", "--no-proxy"),
+    ("(proxy=, or $HTTPS_PROXY)", "(--proxy, or $HTTPS_PROXY)"),
+]
+
+
+def _in_cli_terms(exc: BaseException) -> str:
+    """A library error's message with its parameters named as this command's options."""
+    message = str(exc)
+    for library, option in _OPTIONS:
+        message = message.replace(library, option)
+    return message
+
+
+def _feature(exc: HTTPStatusError) -> str | None:
+    """The licensed feature a 403's JSON body names (``{"feature": ...}``), if any."""
+    try:
+        body = json.loads(exc.body)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(body, dict):
+        return None
+    for key in ("feature", "feature_name", "license", "licensed_feature"):
+        value = body.get(key)
+        if isinstance(value, str) and value.strip():
+            return value.strip()[:80]
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -997,6 +1188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "status": cmd_status,
                 "cancel": cmd_cancel,
                 "result": cmd_result,
+                "download": cmd_download,
                 "tail": cmd_tail,
                 "bench": cmd_bench,
                 "serve": cmd_serve,
@@ -1019,7 +1211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _print_error(exc)
         return exc.code
     except ConfigurationError as exc:  # a missing key, a URL or header that cannot work
-        _print_error(exc)
+        _print_error(_in_cli_terms(exc))
         return EXIT_AUTH
     except NameResolutionError as exc:  # a typo in a URL: say which setting to check
         if exc.proxy:
@@ -1040,10 +1232,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HTTPStatusError as exc:
         generic = command in ("tail", "bench")  # any SSE endpoint, not the task API
         refusal = _HINTS.get(("url" if generic else "api", exc.status_code))
-        _print_error(f"{exc}; {refusal}" if refusal else exc)
+        feature = _feature(exc) if exc.status_code == 403 else None
+        if feature is not None:
+            refusal = (
+                f"the feature {feature!r} is not enabled for this account or team; "
+                f"ask its administrator"
+            )
+        _print_error(f"{_in_cli_terms(exc)}; {refusal}" if refusal else _in_cli_terms(exc))
         return EXIT_AUTH if exc.status_code in (401, 403) else EXIT_ERROR
     except SSEProtoError as exc:
-        _print_error(exc)
+        _print_error(_in_cli_terms(exc))
         return EXIT_ERROR
 
 

@@ -14,6 +14,7 @@ The API key never appears in a repr, a log line or an exception message.
 
 from __future__ import annotations
 
+import pathlib
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -21,24 +22,29 @@ import trio
 from . import _api, _watching
 from ._api import DEFAULT_BASE_URL
 from ._endpoints import AsyncEndpoints, watch_async
-from ._errors import TransportError
+from ._errors import HTTPStatusError, TransportError
 from ._http import Connection, parse_url
 from ._net import route
 from ._proxy import FROM_ENVIRONMENT
-from ._rules import header_fields, may_resend
+from ._rules import ERROR_BODY_LIMIT, count, header_fields, may_resend, refused
 from ._stream import EventStream, open_event_stream
+from ._transfer import Download, plan_downloads, presign_body, read_presign
 
 if TYPE_CHECKING:
+    import os
     import ssl
-    from collections.abc import Awaitable, Callable, Mapping
+    from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
     from contextlib import AbstractAsyncContextManager
 
     from ._api import KeySource
-    from ._rules import HeaderFields
+    from ._rules import HeaderFields, Origin
     from ._watching import WatchItem
     from .tasks import TaskResult
 
 __all__ = ["DEFAULT_BASE_URL", "Client", "watch"]
+
+_PIECE = 256 * 1024  # bytes read from a file per piece of an upload
+_MAX_DROPS = 3  # connections lost in a row during one file's download before giving up
 
 
 class Client(AsyncEndpoints):
@@ -147,6 +153,160 @@ class Client(AsyncEndpoints):
                 await conn.aclose()
             return response.status_code, header_fields(response.fields), response.reason, raw
         raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- files -------------------------------------------------------------------
+
+    async def upload(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        content_type: str | None = None,
+        on_progress: Callable[[int, int], object] | None = None,
+    ) -> str:
+        """Upload a file for a workflow's input; return its ``file_key``.
+
+        ``POST /files/presign`` (the file's name, size and type), then a PUT of its
+        bytes to the link it answers, with exactly the headers it names (never our
+        API key: the link is presigned). ``on_progress(sent, size)`` after each piece.
+
+        Raises:
+            HTTPStatusError: The presign call or the upload was refused (a header
+                missing: 403; the object exists already: 412), with the server's body.
+        """
+        file = trio.Path(path)
+        size = (await file.stat()).st_size
+        answer = await self._call(
+            "POST", "/files/presign", presign_body(file.name, size, content_type)
+        )
+        upload = read_presign(answer)
+        origin, target = parse_url(upload.upload_url)
+        sent = 0
+
+        async def pieces() -> AsyncIterator[bytes]:
+            nonlocal sent
+            async with await trio.open_file(file, "rb") as f:
+                while piece := await f.read(_PIECE):
+                    sent += len(piece)
+                    if on_progress is not None:
+                        on_progress(sent, size)
+                    yield piece
+
+        conn = await self._connect(origin)
+        try:
+            response = await conn.request(
+                "PUT",
+                target,
+                upload.headers,
+                read_timeout=self.read_timeout,
+                body_chunks=pieces(),
+                content_length=size,
+            )
+            body = await conn.read_body(
+                read_timeout=self.read_timeout, limit=ERROR_BODY_LIMIT, truncate=True
+            )
+        finally:
+            await conn.aclose()
+        if not 200 <= response.status_code < 300:
+            raise HTTPStatusError(
+                refused(
+                    f"PUT {origin}{target.split('?', 1)[0]}", response.status_code, response.reason
+                ),
+                status_code=response.status_code,
+                body=body,
+                headers=response.headers,
+            )
+        return upload.file_key
+
+    async def download(
+        self,
+        task_id: str,
+        directory: str | os.PathLike[str],
+        *,
+        on_progress: Callable[[str, int, int | None], object] | None = None,
+        concurrency: int = 4,
+    ) -> list[pathlib.Path]:
+        """Download every output of a finished task into ``directory``; return the
+        files' paths.
+
+        Each file is named after the last segment of its link's path (made unique
+        if two collide), written to ``.NAME.part`` and renamed once complete; a file
+        already there is skipped; an interrupted part is resumed with ``Range`` (here
+        after a dropped connection, or by a later call); a link that expired (403)
+        is replaced by fetching the result again. ``concurrency`` files at once.
+        ``on_progress(file_name, have, total)`` after each piece (total None while
+        unknown).
+        """
+        folder = trio.Path(directory)
+        await folder.mkdir(parents=True, exist_ok=True)
+        result = await self.get_result(task_id)
+        downloads = [Download(*planned) for planned in plan_downloads(result)]
+        limiter = trio.CapacityLimiter(count("concurrency", concurrency))
+        async with trio.open_nursery() as nursery:
+            for item in downloads:
+                nursery.start_soon(self._download_one, task_id, item, folder, on_progress, limiter)
+        return [pathlib.Path(folder / item.file_name) for item in downloads]
+
+    async def _download_one(
+        self,
+        task_id: str,
+        item: Download,
+        folder: trio.Path,
+        on_progress: Callable[[str, int, int | None], object] | None,
+        limiter: trio.CapacityLimiter,
+    ) -> None:
+        final = folder / item.file_name
+        if await final.exists():  # renamed only once whole: done before
+            size = (await final.stat()).st_size
+            if on_progress is not None:
+                on_progress(item.file_name, size, size)
+            return
+        part = folder / f".{item.file_name}.part"
+        item.have = (await part.stat()).st_size if await part.exists() else 0
+        drops = 0
+        async with limiter:
+            while True:
+                url, headers = item.request()
+                origin, target = parse_url(url)
+                conn = await self._connect(origin)
+                try:
+                    response = await conn.request(
+                        "GET", target, headers, read_timeout=self.read_timeout
+                    )
+                    step = item.receive_response(
+                        response.status_code, response.headers, response.reason
+                    )
+                    if step == "refresh":
+                        item.new_link(await self.get_result(task_id))
+                        continue
+                    if step == "again":
+                        continue
+                    if step == "read":
+                        async with await trio.open_file(part, "wb" if item.restart else "ab") as f:
+                            while chunk := await conn.receive_body(read_timeout=self.read_timeout):
+                                await f.write(chunk)
+                                item.have += len(chunk)
+                                if on_progress is not None:
+                                    on_progress(item.file_name, item.have, item.total)
+                        if item.total is None:
+                            item.total = item.have  # read to its end
+                except TransportError:
+                    drops += 1
+                    if drops > _MAX_DROPS:
+                        raise
+                    continue  # resumed from what the part file has
+                finally:
+                    await conn.aclose()
+                if item.complete:
+                    break
+        await part.rename(final)
+
+    async def _connect(self, origin: Origin) -> Connection:
+        return await Connection.connect(
+            origin,
+            ssl_context=self.ssl_context,
+            connect_timeout=self.connect_timeout,
+            proxy=route(origin, self._proxy),
+        )
 
     def _open_stream(
         self, url: str, last_event_id: str

@@ -38,7 +38,7 @@ from ._tls import default_ssl_context, find_ssl_error, handshake_error
 
 if TYPE_CHECKING:
     import ssl
-    from collections.abc import Mapping, Sequence
+    from collections.abc import AsyncIterable, Mapping, Sequence
 
     from ._proxy import Proxy
 
@@ -182,8 +182,11 @@ class Connection:
         body: bytes = b"",
         *,
         read_timeout: float,
+        body_chunks: AsyncIterable[bytes] | None = None,
+        content_length: int = 0,
     ) -> Response:
-        """Send a request and read the response head.
+        """Send a request and read the response head. A large body (an upload) comes
+        as ``body_chunks`` of ``content_length`` bytes in all, sent as they come.
 
         Raises:
             ReadTimeout: No bytes for ``read_timeout`` seconds.
@@ -200,12 +203,18 @@ class Connection:
             (name.encode("ascii"), value.encode("utf-8"))
             for name, value in check_headers(headers, from_caller=False)
         ]
-        if body:
-            items.append((b"Content-Length", str(len(body)).encode("ascii")))
+        if body_chunks is None:
+            content_length = len(body)
+        if content_length or body_chunks is not None:
+            items.append((b"Content-Length", str(content_length).encode("ascii")))
         request = h11.Request(method=method, target=target, headers=items)
         await self._send(request)
         if body:
             await self._send(h11.Data(data=body))
+        if body_chunks is not None:
+            async for chunk in body_chunks:
+                if chunk:
+                    await self._send(h11.Data(data=chunk))
         await self._send(h11.EndOfMessage())
         informational = 0
         while True:

@@ -199,6 +199,12 @@ def _opt_int(obj: dict[str, Any], key: str) -> int | None:
     return None
 
 
+def _opt_container(obj: dict[str, Any], key: str) -> dict[str, Any] | list[Any] | None:
+    """A JSON object or array, as sent; None for anything else."""
+    value = obj.get(key)
+    return value if isinstance(value, (dict, list)) else None
+
+
 def _finite(value: object) -> float | None:
     """A JSON number as a finite float, or None (bools, NaN, infinities, huge ints)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -208,6 +214,10 @@ def _finite(value: object) -> float | None:
     except OverflowError:
         return None
     return number if math.isfinite(number) else None
+
+
+def _nonblank(value: object) -> bool:
+    return isinstance(value, str) and bool(value.strip())
 
 
 def _opt_error(obj: dict[str, Any], key: str) -> str | None:
@@ -302,7 +312,11 @@ def _too_deep(value: Any) -> bool:
 @dataclass(frozen=True, slots=True)
 class StatusChanged:
     """``status``: the task moved to another state. Not terminal itself (the
-    ``completed``, ``failed`` and ``cancelled`` events are), though ``status`` may be."""
+    ``completed``, ``failed`` and ``cancelled`` events are), though ``status`` may be.
+
+    The status is read from ``status``, or from ``task_status`` (the polling
+    endpoint's name for it) when an event carries that instead.
+    """
 
     task_id: str
     status: TaskStatus
@@ -316,6 +330,9 @@ class StatusChanged:
 class Progress:
     """``progress``: how far the task is, from 0.0 to 1.0.
 
+    The documented scale is 0.0 to 1.0; a value above 1 is read as a percentage
+    (``35`` is 0.35, ``100`` is 1.0; a rounding error just past 1.0 is still 1.0), and
+    the result is kept within 0.0 to 1.0. ``raw["progress"]`` keeps what was sent.
     ``step_current``/``step_total`` come only when the runtime reports steps;
     ``current_node`` is the ComfyUI node id; ``stage`` (download, process_data, train,
     export, upload) and ``message`` come from Nerfstudio tasks.
@@ -349,7 +366,11 @@ class Completed:
 
 @dataclass(frozen=True, slots=True)
 class Failed:
-    """``failed``: the task failed; ``error`` says why (``""`` when the server did not)."""
+    """``failed``: the task failed; ``error`` says why (``""`` when the server did not).
+
+    Read from ``error`` as documented, else from ``task_error`` (the polling
+    endpoint's name), else from ``message``: the first that is not empty.
+    """
 
     task_id: str
     error: str = ""
@@ -443,7 +464,10 @@ def decode_task_event(sse: ServerSentEvent) -> TaskEvent:
 
 def _status_event(obj: dict[str, Any], sse: ServerSentEvent) -> StatusChanged:
     task_id = _required_str(obj, "task_id", sse, number_ok=True)
-    status = TaskStatus(_required_str(obj, "status", sse))
+    # ``status`` as documented; ``task_status`` (the polling endpoint's name) when the
+    # event carries that instead. The error names ``status``, the documented field.
+    use_task_status = not _nonblank(obj.get("status")) and _nonblank(obj.get("task_status"))
+    status = TaskStatus(_required_str(obj, "task_status" if use_task_status else "status", sse))
     return StatusChanged(task_id, status, parse_timestamp(obj.get("timestamp")), sse, obj)
 
 
@@ -460,7 +484,7 @@ def _progress_event(obj: dict[str, Any], sse: ServerSentEvent) -> Progress:
         )
     return Progress(
         task_id,
-        min(max(value, 0.0), 1.0),  # a rounding error past 1.0 is still done
+        _fraction(value),
         _opt_int(obj, "step_current"),
         _opt_int(obj, "step_total"),
         _opt_str(obj, "current_node"),
@@ -472,6 +496,23 @@ def _progress_event(obj: dict[str, Any], sse: ServerSentEvent) -> Progress:
     )
 
 
+#: How far past 1.0 a value is still a fraction that a rounding error pushed over
+#: (``1.0000000000000002`` is done); beyond it, a value is a percentage.
+_ROUNDING: Final = 1e-9
+
+
+def _fraction(value: float) -> float:
+    """A finite progress value as a fraction from 0.0 to 1.0.
+
+    The documented scale is 0.0 to 1.0, kept as is. A value above 1 (past a rounding
+    error) is a percentage, as some runtimes report: ``35`` is 0.35, ``100`` is 1.0.
+    Below 0 is 0.0, above 100 % is 1.0.
+    """
+    if value > 1.0 + _ROUNDING:
+        value /= 100.0
+    return min(max(value, 0.0), 1.0)
+
+
 def _completed_event(obj: dict[str, Any], sse: ServerSentEvent) -> Completed:
     task_id = _required_str(obj, "task_id", sse, number_ok=True)
     return Completed(task_id, obj.get("output"), parse_timestamp(obj.get("completed_at")), sse, obj)
@@ -479,7 +520,10 @@ def _completed_event(obj: dict[str, Any], sse: ServerSentEvent) -> Completed:
 
 def _failed_event(obj: dict[str, Any], sse: ServerSentEvent) -> Failed:
     task_id = _required_str(obj, "task_id", sse, number_ok=True)
-    return Failed(task_id, _opt_error(obj, "error") or "", sse, obj)
+    # ``error`` as documented, else the first of ``task_error`` (the polling
+    # endpoint's name) and ``message`` that says something.
+    error = next(filter(None, (_opt_error(obj, key) for key in _FAILED_ERROR_KEYS)), "")
+    return Failed(task_id, error, sse, obj)
 
 
 def _cancelled_event(obj: dict[str, Any], sse: ServerSentEvent) -> Cancelled:
@@ -488,6 +532,10 @@ def _cancelled_event(obj: dict[str, Any], sse: ServerSentEvent) -> Cancelled:
 
 def _error_event(obj: dict[str, Any], sse: ServerSentEvent) -> StreamError:
     return StreamError(_opt_error(obj, "message") or "", sse, obj)
+
+
+#: Where a ``failed`` event's message may be, in order (``error`` is documented).
+_FAILED_ERROR_KEYS: Final = ("error", "task_error", "message")
 
 
 _DECODERS: Final[dict[str, Callable[[dict[str, Any], ServerSentEvent], TaskEvent]]] = {
@@ -518,7 +566,13 @@ def _as_object(obj: object, what: str) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class TaskSnapshot:
-    """A task as ``GET /tasks/{id}`` describes it (the polling endpoint)."""
+    """A task as ``GET /tasks/{id}`` describes it (the polling endpoint).
+
+    Every field but ``status`` is optional: None when absent, null or of another
+    type. ``agent_labels`` is kept as sent when it is a JSON object or array;
+    ``gateway_id``, ``dispatch_target`` and ``target_pool`` are strings (an id sent as
+    a number is read as its string), like ``agent_id`` and ``tool_type``.
+    """
 
     id: str | None
     status: TaskStatus
@@ -532,6 +586,12 @@ class TaskSnapshot:
     gpu_type: str | None = None
     tool_type: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    # Added after ``raw`` so that positional construction keeps its meaning.
+    #: The labels of the agent that runs the task, as sent: a JSON object or array.
+    agent_labels: dict[str, Any] | list[Any] | None = None
+    gateway_id: str | None = None
+    dispatch_target: str | None = None
+    target_pool: str | None = None
 
     @property
     def is_terminal(self) -> bool:
@@ -571,6 +631,10 @@ def decode_task_snapshot(obj: object) -> TaskSnapshot:
         gpu_type=_opt_str(data, "gpu_type"),
         tool_type=_opt_str(data, "tool_type"),
         raw=data,
+        agent_labels=_opt_container(data, "agent_labels"),
+        gateway_id=_opt_str(data, "gateway_id"),
+        dispatch_target=_opt_str(data, "dispatch_target"),
+        target_pool=_opt_str(data, "target_pool"),
     )
 
 

@@ -5,6 +5,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +18,7 @@ from .cli_helpers import api_env, run_cli, serving
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
 TASKS = {
     "c-ok": "comfyui",
@@ -26,6 +29,7 @@ TASKS = {
     "c-resume": "comfyui",
     "c-status": "comfyui",
     "c-cancel-me": "comfyui",
+    "c-403": "forbidden",
 }
 
 
@@ -186,3 +190,85 @@ def test_run_watch_takes_timeout(served: dict[str, str]) -> None:
     assert done.returncode == EXIT_ERROR
     assert b"--timeout" in done.stderr
     assert time.monotonic() - started < 30
+
+
+def test_the_demo_without_the_cli_extra_says_what_to_install() -> None:
+    code = "import sys; sys.modules['trustme'] = None; from sseproto._cli import run; run()"
+    done = subprocess.run(
+        [sys.executable, "-c", code, "demo"], capture_output=True, timeout=60, check=False
+    )
+    assert done.returncode == EXIT_USAGE
+    assert done.stderr.decode().splitlines() == [
+        "sseproto: the demo runs the embedded test server, which needs the cli extra: "
+        "pip install 'sseproto[cli]'"
+    ]
+
+
+def test_messages_name_the_options_of_the_command_line(served: dict[str, str]) -> None:
+    env = {k: v for k, v in api_env(served).items() if k != "SSL_CERT_FILE"}
+    untrusted = run_cli("status", "c-ok", env=env)  # the server's CA is not trusted
+    assert untrusted.returncode == EXIT_ERROR
+    assert b"--cacert" in untrusted.stderr
+    assert b"ssl_context" not in untrusted.stderr
+    no_key = run_cli("status", "c-ok", env={**api_env(served), "CYBERUN_API_KEY": ""})
+    assert b"--api-key" in no_key.stderr
+    assert b"api_key=" not in no_key.stderr
+
+
+def test_a_403_names_the_feature_the_body_names(served: dict[str, str]) -> None:
+    done = run_cli("watch", "c-403", env=api_env(served))
+    assert done.returncode == EXIT_AUTH
+    assert b"the feature 'task_events' is not enabled" in done.stderr
+
+
+def test_download_every_output_and_skip_them_the_second_time(
+    served: dict[str, str], tmp_path: Path
+) -> None:
+    env = api_env(served)
+    assert run_cli("watch", "c-ok", env=env).returncode == EXIT_OK
+    done = run_cli("download", "c-ok", "-o", str(tmp_path / "out"), env=env)
+    assert done.returncode == EXIT_OK, done.stderr.decode()
+    files = sorted((tmp_path / "out").iterdir())
+    assert [f.name for f in files] == ["ComfyUI_00001_.png"]
+    assert done.stdout.decode().splitlines() == [str(files[0])]
+    assert files[0].stat().st_size > 0
+    again = run_cli("download", "c-ok", "-o", str(tmp_path / "out"), "--json", env=env)
+    assert again.returncode == EXIT_OK
+    assert json_lines(again.stdout) == [{"task_id": "c-ok", "file": str(files[0])}]
+
+
+def test_watch_then_download_several_tasks(served: dict[str, str], tmp_path: Path) -> None:
+    done = run_cli(
+        "watch", "c-ok", "c-ok2", "--download", str(tmp_path), env=api_env(served)
+    )  # fmt: skip
+    assert done.returncode == EXIT_OK, done.stderr.decode()
+    assert (tmp_path / "c-ok" / "ComfyUI_00001_.png").is_file()
+    assert (tmp_path / "c-ok2" / "ComfyUI_00001_.png").is_file()
+
+
+def test_run_uploads_a_file_parameter_then_watches_and_downloads(
+    served: dict[str, str], tmp_path: Path
+) -> None:
+    image = tmp_path / "input.png"
+    image.write_bytes(b"\x89PNG" + bytes(50_000))
+    done = run_cli(
+        "run", "img2img", "-p", f"image=@{image}", "-p", "steps=4", "--watch",
+        "--download", str(tmp_path / "out"), "--json", env=api_env(served),
+    )  # fmt: skip
+    assert done.returncode == EXIT_OK, done.stderr.decode()
+    lines = json_lines(done.stdout)
+    assert "task_id" in lines[0]
+    assert lines[-1]["file"].endswith("ComfyUI_00001_.png")
+    missing = run_cli("run", "img2img", "-p", "image=@/no/such/file", env=api_env(served))
+    assert missing.returncode == EXIT_USAGE
+    assert b"no such file" in missing.stderr
+
+
+def test_serve_can_answer_404_for_unknown_tasks() -> None:
+    with serving("--unknown", "404", "--task", "known=comfyui", "--interval", "0.01") as settings:
+        env = api_env(settings)
+        unknown = run_cli("status", "nobody", env=env)
+        assert unknown.returncode == EXIT_ERROR
+        assert b"404" in unknown.stderr
+        assert b"check the task or workflow id" in unknown.stderr
+        assert run_cli("watch", "known", env=env).returncode == EXIT_OK

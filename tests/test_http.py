@@ -70,7 +70,7 @@ async def read_to_end(conn: Connection) -> tuple[list[bytes], BaseException | No
 
 
 async def test_keep_alive_reuses_the_connection(autojump_clock: trio.testing.MockClock) -> None:
-    async with serve() as server:
+    async with serve(result_conflict=True) as server:
         async with await connect(server) as conn:
             first = await conn.request(
                 "GET", api(server, "/tasks/t-1"), auth(server), read_timeout=5

@@ -28,6 +28,7 @@ import time
 import traceback
 from importlib.util import find_spec
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import pytest
 import trio
@@ -666,7 +667,7 @@ def test_cli_watch_through_proxy_option(served: dict[str, str], proxy: RunningPr
         env=cli_env(served),
     )
     assert done.returncode == EXIT_OK, done.stderr.decode()
-    assert done.stdout.decode().strip().endswith("ComfyUI_00001_.png")
+    assert urlsplit(done.stdout.decode().strip()).path.endswith("/ComfyUI_00001_.png")
     assert proxy.tunnels_to(PROXY_ONLY_HOST, port) > before
 
 

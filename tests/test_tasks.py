@@ -643,11 +643,13 @@ def test_progress_optional_field_of_wrong_type(key: str, value: Any, expected: A
         (0.0, 0.0),
         (1.0, 1.0),
         (0.5, 0.5),
-        (1.0000000000000002, 1.0),
-        (1.01, 1.0),
+        (1.0000000000000002, 1.0),  # a rounding error past 1.0 is still done
+        (1.01, 0.0101),  # above 1: a percentage (tests/test_api_fidelity.py)
         (-0.001, 0.0),
         (-1, 0.0),
-        (3, 1.0),
+        (3, 0.03),
+        (100, 1.0),
+        (250, 1.0),
     ],
     ids=repr,
 )

@@ -52,6 +52,7 @@ from sseproto import (
     parse_timestamp,
 )
 from sseproto.testing import (
+    DEFAULT_OUTPUT_SIZE,
     Fault,
     Step,
     Task,
@@ -61,6 +62,7 @@ from sseproto.testing import (
     error,
     failed,
     nerfstudio_timeline,
+    output_bytes,
     progress,
     serve,
     status,
@@ -266,9 +268,9 @@ class Api:
 
 @asynccontextmanager
 async def api(
-    tasks: Mapping[str, Task] | None = None, *, token: str | None = None
+    tasks: Mapping[str, Task] | None = None, *, token: str | None = None, **options: Any
 ) -> AsyncIterator[Api]:
-    async with serve(tasks, token=token) as server, client_for(server) as client:
+    async with serve(tasks, token=token, **options) as server, client_for(server) as client:
         yield Api(server, client)
 
 
@@ -467,8 +469,11 @@ async def test_failed_task(autojump_clock: trio.testing.MockClock) -> None:
     assert decode_task_snapshot(snapshot).status is TaskStatus.FAILED
 
 
-async def test_result_before_the_end_is_409(autojump_clock: trio.testing.MockClock) -> None:
-    async with api() as a:
+async def test_result_before_the_end_is_409_when_asked(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # (By default it is a 200 with null outputs, as documented: test_api_fidelity.py.)
+    async with api(result_conflict=True) as a:
         for _ in range(3):  # pending, running, and just before the end
             answer = await a.json("GET", "/tasks/t-1/result", 409)
             assert "error" in answer
@@ -525,13 +530,16 @@ async def test_result_of_a_completed_task(
         for key, name in links.items():
             url = result["download_urls"][key]
             assert url.startswith(origin + "/")
-            assert url.endswith("/" + name)
+            assert urlsplit(url).path.endswith("/" + name)
     async with api({"t-1": script}) as a:  # the links work, without the token (presigned)
         await a.stream("t-1")
-        for url in decode_task_result(await a.json("GET", "/tasks/t-1/result")).artifact_urls():
+        again = await a.json("GET", "/tasks/t-1/result")
+        for key, url in [("", again["download_url"]), *(again["download_urls"] or {}).items()]:
+            if url is None:
+                continue
             artifact = await a.client.get(url, headers={"Authorization": ""})
             assert artifact.status_code == 200
-            assert artifact.content.startswith(b"sseproto test artifact /files/t-1/")
+            assert artifact.content == output_bytes("t-1", key, DEFAULT_OUTPUT_SIZE)
     decoded = decode_task_result(result)
     assert decoded.output == output
     assert decoded.download_urls == (result["download_urls"] or {})
@@ -548,7 +556,7 @@ async def test_cancel_mid_run(autojump_clock: trio.testing.MockClock) -> None:
         nursery.start_soon(partial(a.stream, "t-1", into=received))
         await trio.sleep(1.25)  # pending, queued and running have been sent
         answer = await a.json("POST", "/tasks/t-1/cancel")
-        assert answer == {"id": "t-1", "status": "ok"}
+        assert answer is True  # the documented answer: a single boolean
         await trio.sleep(0.1)
         assert received.ended_at == pytest.approx(start + 1.25)  # ended at the cancel
         snapshot = await a.snapshot("t-1")
@@ -579,7 +587,7 @@ async def test_cancel_a_finished_task_is_a_noop(autojump_clock: trio.testing.Moc
         await a.snapshot("t-1")
         await trio.sleep(10)
         answer = await a.json("POST", "/tasks/t-1/cancel")
-        assert answer == {"id": "t-1", "status": "ok"}
+        assert answer is True
         snapshot = await a.snapshot("t-1")
         received = await a.stream("t-1")
         result = await a.json("GET", "/tasks/t-1/result")
@@ -711,23 +719,18 @@ async def test_list_tasks_pages_and_filters(autojump_clock: trio.testing.MockClo
 
     assert empty == {
         "task_list": [],
-        "page_meta": {"current_page": 1, "per_page": 20, "total": 0, "total_pages": 0},
+        "page_meta": {"current_page": 1, "per_page": 20, "total_count": 0},
     }
-    assert everything["page_meta"] == {
-        "current_page": 1,
-        "per_page": 20,
-        "total": 5,
-        "total_pages": 1,
-    }
+    assert everything["page_meta"] == {"current_page": 1, "per_page": 20, "total_count": 5}
     assert ids(everything) == {"done-1", "done-2", *created}
     assert everything["task_list"] == snapshots  # each item is the task's snapshot
     assert [len(p["task_list"]) for p in pages] == [2, 2, 1, 0]
     assert [t for p in pages for t in p["task_list"]] == everything["task_list"]
     for number, page in enumerate(pages, 1):
-        meta = {"current_page": number, "per_page": 2, "total": 5, "total_pages": 3}
+        meta = {"current_page": number, "per_page": 2, "total_count": 5}
         assert page["page_meta"] == meta
     assert ids(by_status["completed"]) == {"done-1", "done-2"}
-    assert by_status["completed"]["page_meta"]["total"] == 2
+    assert by_status["completed"]["page_meta"]["total_count"] == 2
     assert ids(by_status["pending"]) == set(created)
     assert ids(by_status["running"]) == set()
     assert ids(running) == set(created)

@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any, Literal
 from ..tasks import TERMINAL_EVENTS
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
 __all__ = [
+    "DEFAULT_OUTPUT_SIZE",
     "Fault",
     "Step",
     "Task",
@@ -32,6 +33,10 @@ __all__ = [
     "scenario",
     "status",
 ]
+
+
+#: The size of each file of a task whose ``outputs`` are derived from its output.
+DEFAULT_OUTPUT_SIZE = 1024
 
 
 @dataclass(frozen=True)
@@ -160,6 +165,17 @@ class Task:
             client already had (same ids) before the new ones.
         trickle: Send the stream one byte per write.
         workflow_id: Reported by the polling endpoints.
+        ids: Give every event an ``id:`` line (``1``, ``2``, …) and resume after
+            ``Last-Event-ID``. False: no ``id:`` lines (the API's documentation
+            mentions none), and every connection starts the timeline over.
+        outputs: The files of a completed task, by output name, each as
+            ``(file name, size in bytes)``: ``/result`` links each one (the name
+            ``""`` as ``download_url``, a "local" task; the others in
+            ``download_urls``, a "cloud" task) to the server's storage, which serves
+            :func:`~sseproto.testing.output_bytes` of that size. None (the default):
+            derived from the ``completed`` step's output, a ComfyUI output giving
+            ``"<node>.images.<i>"`` per image, any other output one ``download_url``
+            named ``output``, each :data:`DEFAULT_OUTPUT_SIZE` bytes.
     """
 
     steps: Sequence[Step] = field(default_factory=comfyui_timeline)
@@ -171,12 +187,30 @@ class Task:
     replay: int = 0
     trickle: bool = False
     workflow_id: str = "wf-comfyui-demo"
+    ids: bool = True
+    outputs: Mapping[str, tuple[str, int]] | None = None
 
     def __post_init__(self) -> None:
         if self.line_ending not in ("\n", "\r\n", "\r"):
             raise ValueError(r"line_ending must be '\n', '\r\n' or '\r'")
         if not self.steps:
             raise ValueError("a task needs at least one step")
+        for key, value in (self.outputs or {}).items():
+            if not isinstance(key, str):
+                raise ValueError(f"an output's name is a str, not {type(key).__name__}")
+            if (
+                not isinstance(value, tuple)
+                or len(value) != 2
+                or not isinstance(value[0], str)
+                or not value[0]
+                or isinstance(value[1], bool)
+                or not isinstance(value[1], int)
+                or value[1] < 0
+            ):
+                raise ValueError(
+                    f"output {key!r} must be (file name, size in bytes), a non-empty str "
+                    f"and an int >= 0, not {value!r}"
+                )
 
     def fault(self, attempt: int) -> Fault | None:
         return self.faults[attempt] if attempt < len(self.faults) else None
@@ -195,7 +229,7 @@ class Task:
 
 
 #: The ready-made tasks of :func:`scenario` (and of ``sseproto serve --task ID=NAME``).
-SCENARIOS = ("comfyui", "nerfstudio", "failed", "cancelled", "flaky", "polling")
+SCENARIOS = ("comfyui", "nerfstudio", "failed", "cancelled", "flaky", "polling", "forbidden")
 
 
 def scenario(name: str, *, interval: float = 0.5) -> Task:
@@ -226,6 +260,8 @@ def scenario(name: str, *, interval: float = 0.5) -> Task:
             heartbeat=interval / 2,
             retry=max(1, int(interval * 1000)),
         )
+    if name == "forbidden":  # the events endpoint refuses: a licensed feature is off
+        return Task(steps=comfyui_timeline(interval=interval), faults=[Fault("status", code=403)])
     if name == "polling":
         return Task(steps=comfyui_timeline(interval=interval), faults=[Fault("wrong_content_type")])
     raise ValueError(f"unknown scenario {name!r}; choose one of {', '.join(SCENARIOS)}")

@@ -8,7 +8,7 @@ clock, and hands back the same :class:`~sseproto.testing.TestServer`. Leaving th
 outlives the block.
 
 The server's attributes (``base_url``, ``token``, ``ssl_context``, ``ca_path``,
-``requests``) are safe to read from the caller's thread; its methods that need trio
+``requests``, ``uploads``) are safe to read from the caller's thread; its methods that need trio
 (``task()``) are not: talk to it over HTTP, as a client would.
 """
 
@@ -25,7 +25,7 @@ import trio
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
 
-from ._server import TestServer, serve
+from ._server import LINK_SECONDS, MAX_UPLOAD_BYTES, TestServer, UnknownTasks, serve
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
@@ -45,6 +45,10 @@ def serve_in_thread(
     token: str | None = None,
     port: int = 0,
     names: Sequence[str] = (),
+    unknown: UnknownTasks = "timeline",
+    link_seconds: float = LINK_SECONDS,
+    max_upload_bytes: int = MAX_UPLOAD_BYTES,
+    result_conflict: bool = False,
 ) -> Iterator[TestServer]:
     """Run the test server in a thread of its own for the duration of the ``with``.
 
@@ -56,7 +60,8 @@ def serve_in_thread(
                 ssl_context=srv.ssl_context))
 
     Args:
-        tasks, token, port, names: As for :func:`~sseproto.testing.serve`.
+        tasks, token, port, names, unknown, link_seconds, max_upload_bytes,
+        result_conflict: As for :func:`~sseproto.testing.serve`.
 
     Yields:
         The running :class:`~sseproto.testing.TestServer`.
@@ -72,7 +77,16 @@ def serve_in_thread(
         stop = trio.Event()
         box["stop"] = stop
         box["token"] = trio.lowlevel.current_trio_token()
-        async with serve(tasks, token=token, port=port, names=names) as server:
+        async with serve(
+            tasks,
+            token=token,
+            port=port,
+            names=names,
+            unknown=unknown,
+            link_seconds=link_seconds,
+            max_upload_bytes=max_upload_bytes,
+            result_conflict=result_conflict,
+        ) as server:
             box["server"] = server
             started.set()
             await stop.wait()
