@@ -272,3 +272,22 @@ def test_serve_can_answer_404_for_unknown_tasks() -> None:
         assert b"404" in unknown.stderr
         assert b"check the task or workflow id" in unknown.stderr
         assert run_cli("watch", "known", env=env).returncode == EXIT_OK
+
+
+def test_transfers_draw_a_bar_per_file_and_one_in_total(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sseproto._cli import _Transfers
+
+    monkeypatch.setenv("TTY_INTERACTIVE", "1")  # rich's: draw into the capture
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")
+    monkeypatch.setenv("COLUMNS", "200")
+    with _Transfers() as display:
+        display.update("a.png", 500, 1000)
+        display.update("b\x1b[31m.png", 250, 250)
+        display.update("a.png", 1000, 1000)
+    err = capsys.readouterr().err
+    assert "a.png" in err
+    assert "b\\u001b[31m.png" in err  # a server's name, escaped
+    assert "total" in err
+    assert "1.2 kB" in err or "1.3 kB" in err or "1,250" in err  # the total of both
