@@ -24,6 +24,7 @@ CORE = [
     "_endpoints.py",
     "_driver.py",
     "_proxy.py",
+    "_transfer.py",
 ]
 FORBIDDEN = {"trio", "h11", "httpx", "ssl", "socket", "time", "asyncio", "threading", "select"}
 
