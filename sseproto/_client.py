@@ -15,20 +15,30 @@ The API key never appears in a repr, a log line or an exception message.
 from __future__ import annotations
 
 import pathlib
+import sys
 from typing import TYPE_CHECKING, Any
 
 import trio
 
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
+
 from . import _api, _watching
 from ._api import DEFAULT_BASE_URL
 from ._endpoints import AsyncEndpoints, watch_async
-from ._errors import HTTPStatusError, TransportError
+from ._errors import HTTPStatusError, SSEProtoError, TransportError
 from ._http import Connection, parse_url
 from ._net import route
 from ._proxy import FROM_ENVIRONMENT
-from ._rules import ERROR_BODY_LIMIT, count, header_fields, may_resend, refused
+from ._rules import ERROR_BODY_LIMIT, header_fields, may_resend, refused
 from ._stream import EventStream, open_event_stream
-from ._transfer import Download, plan_downloads, presign_body, read_presign
+from ._transfer import (
+    Download,
+    download_concurrency,
+    plan_downloads,
+    presign_body,
+    read_presign,
+)
 
 if TYPE_CHECKING:
     import os
@@ -240,10 +250,18 @@ class Client(AsyncEndpoints):
         await folder.mkdir(parents=True, exist_ok=True)
         result = await self.get_result(task_id)
         downloads = [Download(*planned) for planned in plan_downloads(result)]
-        limiter = trio.CapacityLimiter(count("concurrency", concurrency))
-        async with trio.open_nursery() as nursery:
-            for item in downloads:
-                nursery.start_soon(self._download_one, task_id, item, folder, on_progress, limiter)
+        limiter = trio.CapacityLimiter(download_concurrency(concurrency))
+        try:
+            async with trio.open_nursery() as nursery:
+                for item in downloads:
+                    nursery.start_soon(
+                        self._download_one, task_id, item, folder, on_progress, limiter
+                    )
+        except BaseExceptionGroup as group:  # the first file that failed, as itself
+            leaves = group.exceptions
+            if all(isinstance(e, SSEProtoError) for e in leaves):
+                raise leaves[0] from None
+            raise
         return [pathlib.Path(folder / item.file_name) for item in downloads]
 
     async def _download_one(
@@ -289,6 +307,8 @@ class Client(AsyncEndpoints):
                                     on_progress(item.file_name, item.have, item.total)
                         if item.total is None:
                             item.total = item.have  # read to its end
+                except HTTPStatusError:
+                    raise  # an answer, not a drop: asking again would get the same
                 except TransportError:
                     drops += 1
                     if drops > _MAX_DROPS:

@@ -17,7 +17,10 @@ this module holds the driver-side rules both httpx drivers follow:
   (:func:`own_client_options`: verification with the shared default context or the
   caller's ``ssl_context=``, closed when the stream or client closes);
 * bodies are read raw (no decoding: the machines refuse a Content-Encoding they did
-  not ask for) and bounded (:class:`Collector`).
+  not ask for) and bounded (:class:`Collector`);
+* a request to a presigned link (an upload's PUT, an output's GET) carries exactly
+  the headers ``_transfer`` names (:func:`presigned_request`): none of the client's
+  defaults, cookies or auth, never our API key.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ from ._rules import Origin, header_fields, joined, parse_url, refused
 from ._tls import default_ssl_context, find_ssl_error, handshake_error
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator, Sequence
+    from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Sequence
 
     from ._proxy import Proxy
     from ._rules import HeaderFields
@@ -66,7 +69,9 @@ __all__ = [
     "httpx",
     "iter_body",
     "own_client_options",
+    "presigned_request",
     "request_headers",
+    "resumable",
     "stream_body",
     "timeout",
     "translate",
@@ -137,6 +142,40 @@ def request_headers(headers: Sequence[tuple[str, str]]) -> list[tuple[bytes, byt
     """Our (already checked) headers for httpx: values as UTF-8 (httpx would encode a
     str as ASCII, and a server's ``id:`` sent back as Last-Event-ID may be anything)."""
     return [(name.encode("ascii"), value.encode("utf-8")) for name, value in headers]
+
+
+def presigned_request(
+    method: str,
+    url: str,
+    headers: Sequence[tuple[str, str]],
+    request_timeout: httpx.Timeout,
+    content: bytes | Iterable[bytes] | AsyncIterable[bytes] | None = None,
+) -> httpx.Request:
+    """A request to a presigned link (``_transfer``: an upload's PUT, an output's
+    GET), to send with ``follow_redirects=False`` and ``auth=None``: ``Host`` and
+    exactly ``headers`` (a body's ``Content-Length`` among them: then no chunked
+    encoding), as the trio transport sends it. Built by hand, not by the client: no
+    default header, cookie or auth of the client (a caller's may carry a key) goes
+    to the storage; the signature in the link is the credential."""
+    request: httpx.Request = httpx.Request(
+        method,
+        url,
+        headers=request_headers(headers),
+        content=content,
+        extensions={"timeout": request_timeout.as_dict()},
+    )
+    return request
+
+
+def resumable(error: BaseException) -> bool:
+    """Whether a download's failure (translated) is a dropped connection, resumed from
+    the part file: a transport failure once connected (a read that broke or timed
+    out, a pooled connection the server had closed), not a refusal
+    (``HTTPStatusError``) nor a connection that could not be made (``ConnectError``:
+    the trio driver connects outside its retry, and raises it at once too)."""
+    return isinstance(error, TransportError) and not isinstance(
+        error, (HTTPStatusError, ConnectError)
+    )
 
 
 def answer_of(exc: Exception) -> httpx.Response | None:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from ._errors import ConfigurationError, HTTPStatusError, TaskEventError
-from ._rules import check_headers, parse_url, refused, shown
+from ._rules import check_headers, count, parse_url, refused, shown
 
 if TYPE_CHECKING:
     from .tasks import TaskResult
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Download",
     "Upload",
+    "download_concurrency",
     "plan_downloads",
     "presign_body",
     "read_presign",
@@ -163,6 +164,19 @@ class Download:
     @property
     def complete(self) -> bool:
         return self.total is not None and self.have >= self.total
+
+
+def download_concurrency(value: object) -> int:
+    """``download``'s ``concurrency``: files at once, at least 1 (``_rules.count``
+    allows 0, which would wait forever).
+
+    Raises:
+        ConfigurationError: Anything else.
+    """
+    files = count("concurrency", value)
+    if files < 1:
+        raise ConfigurationError(f"concurrency must be an int of at least 1, not {value!r}")
+    return files
 
 
 def _length(value: str | None) -> int | None:

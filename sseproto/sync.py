@@ -27,6 +27,7 @@ itself leaves that one socket to the garbage collector (httpcore 1.0's
 
 from __future__ import annotations
 
+import pathlib
 import time
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -34,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from . import _api, _watching
 from ._driver import EventStreamBase
 from ._endpoints import SyncEndpoints, watch_sync
-from ._errors import EventStreamError
+from ._errors import EventStreamError, HTTPStatusError
 from ._eventsource import Connect, Stop, Wait
 from ._httpx import (
     Attempt,
@@ -46,7 +47,9 @@ from ._httpx import (
     iter_body,
     origin_of,
     own_client_options,
+    presigned_request,
     request_headers,
+    resumable,
     stream_body,
     timeout,
     translate,
@@ -54,12 +57,22 @@ from ._httpx import (
 from ._net import route
 from ._parser import DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_LINE_BYTES
 from ._proxy import FROM_ENVIRONMENT
-from ._rules import ERROR_BODY_LIMIT, ERROR_BODY_SECONDS, MAX_ATTEMPTS, MAX_BACKOFF
+from ._rules import (
+    ERROR_BODY_LIMIT,
+    ERROR_BODY_SECONDS,
+    MAX_ATTEMPTS,
+    MAX_BACKOFF,
+    joined,
+    parse_url,
+    refused,
+)
+from ._transfer import Download, download_concurrency, plan_downloads, presign_body, read_presign
 
 if TYPE_CHECKING:
+    import os
     import random
     import ssl
-    from collections.abc import Callable, Iterator, Mapping
+    from collections.abc import Callable, Generator, Iterator, Mapping
 
     from ._api import KeySource
     from ._eventsource import HeaderSource
@@ -70,6 +83,9 @@ if TYPE_CHECKING:
     from .tasks import TaskResult
 
 __all__ = ["Client", "EventStream", "open_event_stream", "watch"]
+
+_PIECE = 256 * 1024  # bytes read from a file per piece of an upload
+_MAX_DROPS = 3  # connections lost during one file's download before giving up
 
 
 _now = time.monotonic
@@ -304,7 +320,8 @@ class Client(SyncEndpoints):
     The parameters are those of :class:`sseproto.Client`, plus ``http_client=`` (your
     own ``httpx.Client``, never closed by sseproto; not with ``ssl_context=``).
     Every endpoint is the trio client's: ``get_task``, ``get_result``, ``cancel_task``,
-    ``run_workflow``, ``list_tasks``, ``task_events``.
+    ``run_workflow``, ``list_tasks``, ``task_events``, ``upload``, ``download`` (one
+    file at a time).
 
     Raises:
         ConfigurationError: No API key was given or found in the environment.
@@ -419,6 +436,211 @@ class Client(SyncEndpoints):
         ) as stream:
             stream._route = self._route  # its errors name the proxy our client goes through
             yield stream
+
+    # -- files -------------------------------------------------------------------
+
+    def upload(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        content_type: str | None = None,
+        on_progress: Callable[[int, int], object] | None = None,
+    ) -> str:
+        """Upload a file for a workflow's input; return its ``file_key``.
+
+        ``POST /files/presign`` (the file's name, size and type), then a PUT of its
+        bytes to the link it answers, with exactly the headers it names (never our
+        API key, nor your client's default headers, cookies or auth: the link is
+        presigned). ``on_progress(sent, size)`` after each piece (256 KiB).
+
+        Raises:
+            HTTPStatusError: The presign call or the upload was refused (a header
+                missing: 403; the object exists already: 412), with the server's body.
+        """
+        file = pathlib.Path(path)
+        size = file.stat().st_size
+        answer = self._call("POST", "/files/presign", presign_body(file.name, size, content_type))
+        upload = read_presign(answer)
+        origin, target = parse_url(upload.upload_url)
+        headers = [*upload.headers, ("Content-Length", str(size))]
+        sent = 0
+        with file.open("rb") as f:
+
+            def read_pieces() -> Generator[bytes, None, None]:
+                nonlocal sent
+                while piece := f.read(_PIECE):
+                    sent += len(piece)
+                    if on_progress is not None:
+                        on_progress(sent, size)
+                    yield piece
+
+            pieces = read_pieces()
+            try:
+                status, reason, fields, body = self._presigned_put(
+                    upload.upload_url, headers, pieces
+                )
+            finally:
+                pieces.close()
+        if not 200 <= status < 300:
+            raise HTTPStatusError(
+                refused(f"PUT {origin}{target.split('?', 1)[0]}", status, reason),
+                status_code=status,
+                body=body,
+                headers=fields,
+            )
+        return upload.file_key
+
+    def _presigned_put(
+        self, url: str, headers: list[tuple[str, str]], pieces: Iterator[bytes]
+    ) -> tuple[int, str, dict[str, str], bytes]:
+        """The PUT of an upload: (status, reason, headers, the body up to a bound)."""
+        client = self.http_client
+        request = presigned_request("PUT", url, headers, self._timeout, content=pieces)
+        collector = Collector(ERROR_BODY_LIMIT, truncate=True)
+        try:
+            try:
+                response = client.send(request, stream=True, follow_redirects=False, auth=None)
+            except httpx.HTTPStatusError as exc:  # your response hook raised: ours judge
+                response = exc.response
+            try:
+                for chunk in iter_body(response):
+                    collector.add(chunk)
+                    if collector.full:
+                        break
+            finally:
+                response.close()
+        except Exception as exc:
+            error = self._translate(exc, url)
+            if error is exc:
+                raise
+            raise error from None
+        status: int = response.status_code
+        reason: str = response.reason_phrase
+        return status, reason, joined(fields_of(response)), collector.body
+
+    def download(
+        self,
+        task_id: str,
+        directory: str | os.PathLike[str],
+        *,
+        on_progress: Callable[[str, int, int | None], object] | None = None,
+        concurrency: int = 4,
+    ) -> list[pathlib.Path]:
+        """Download every output of a finished task into ``directory``; return the
+        files' paths.
+
+        Each file is named after the last segment of its link's path (made unique
+        if two collide), written to ``.NAME.part`` and renamed once complete; a file
+        already there is skipped; an interrupted part is resumed with ``Range`` (here
+        after a dropped connection, or by a later call); a link that expired (403)
+        is replaced by fetching the result again. ``on_progress(file_name, have,
+        total)`` after each piece (total None while unknown).
+
+        Blocking, the files are downloaded one after the other: ``concurrency`` (the
+        files at once of the async drivers) is checked, and otherwise unused.
+
+        Raises:
+            ConfigurationError: ``concurrency`` is not an int of at least 1, or a link
+                cannot be fetched (plain http to a host that is not loopback).
+            HTTPStatusError: The storage refused a download (fresh links did not help
+                a 403), or answered a range other than the one asked for.
+        """
+        download_concurrency(concurrency)
+        folder = pathlib.Path(directory)
+        folder.mkdir(parents=True, exist_ok=True)
+        result = self.get_result(task_id)
+        downloads = [Download(*planned) for planned in plan_downloads(result)]
+        for item in downloads:
+            self._download_one(task_id, item, folder, on_progress)
+        return [folder / item.file_name for item in downloads]
+
+    def _download_one(
+        self,
+        task_id: str,
+        item: Download,
+        folder: pathlib.Path,
+        on_progress: Callable[[str, int, int | None], object] | None,
+    ) -> None:
+        final = folder / item.file_name
+        if final.exists():  # renamed only once whole: done before
+            size = final.stat().st_size
+            if on_progress is not None:
+                on_progress(item.file_name, size, size)
+            return
+        part = folder / f".{item.file_name}.part"
+        item.have = part.stat().st_size if part.exists() else 0
+        drops = 0
+        while True:
+            url, headers = item.request()
+            try:
+                step = self._get_part(item, url, headers, part, on_progress)
+            except Exception as exc:
+                if not resumable(exc):
+                    raise
+                drops += 1
+                if drops > _MAX_DROPS:
+                    raise
+                continue  # resumed from what the part file has
+            if step == "refresh":
+                item.new_link(self.get_result(task_id))
+                continue
+            if step == "again":
+                continue
+            if item.complete:
+                break
+        part.rename(final)
+
+    def _get_part(
+        self,
+        item: Download,
+        url: str,
+        headers: list[tuple[str, str]],
+        part: pathlib.Path,
+        on_progress: Callable[[str, int, int | None], object] | None,
+    ) -> str:
+        """One GET of a download: what its answer means (``Download.receive_response``),
+        its body appended to the part file (or written from its start). Raises our
+        errors only (httpx's translated)."""
+        client = self.http_client
+        request = presigned_request("GET", url, headers, self._timeout)
+        try:
+            try:
+                response = client.send(request, stream=True, follow_redirects=False, auth=None)
+            except httpx.HTTPStatusError as exc:  # your response hook raised: ours judge
+                response = exc.response
+            try:
+                step = item.receive_response(
+                    response.status_code, joined(fields_of(response)), response.reason_phrase
+                )
+                if step == "read":
+                    with part.open("wb" if item.restart else "ab") as f:
+                        for chunk in iter_body(response):
+                            f.write(chunk)
+                            item.have += len(chunk)
+                            if on_progress is not None:
+                                on_progress(item.file_name, item.have, item.total)
+                    if item.total is None:
+                        item.total = item.have  # read to its end
+            finally:
+                response.close()
+        except Exception as exc:
+            error = self._translate(exc, url)
+            if error is exc:
+                raise
+            raise error from None
+        return step
+
+    def _translate(self, exc: Exception, url: str) -> Exception:
+        """Our exception for httpx's ``exc`` on a request to ``url`` (``exc`` itself if
+        it is not httpx's)."""
+        ours = translate(
+            exc,
+            url,
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout,
+            proxy=self._route,
+        )
+        return exc if ours is None else ours
 
 
 def watch(

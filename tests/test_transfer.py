@@ -202,3 +202,30 @@ def test_a_range_answered_from_elsewhere_is_an_error() -> None:
     assert item.receive_response(206, {"content-range": "bytes 100-199/200"}) == "read"
     assert item.total == 200
     assert item.request()[1] == [("Accept-Encoding", "identity"), ("Range", "bytes=100-")]
+
+
+@pytest.mark.parametrize("concurrency", [0, -1, True, "2"])
+async def test_download_concurrency_is_at_least_one(concurrency: Any, tmp_path: Path) -> None:
+    async with serve() as srv, client(srv) as c:
+        with pytest.raises(sseproto.ConfigurationError, match="concurrency"):
+            await c.download("t-1", tmp_path, concurrency=concurrency)
+
+
+async def test_a_refused_link_is_not_asked_again_as_a_drop(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with serve({"t-1": Task(outputs={"o": ("f.bin", 10)})}) as srv:
+        await finished(srv, "t-1")
+        async with client(srv) as c:
+            result = await c.get_result("t-1")
+            gone = sseproto.TaskResult(
+                id="t-1", download_urls={"o": result.download_urls["o"].replace("/f.bin", "/g.bin")}
+            )
+
+            async def get_result(task_id: str) -> sseproto.TaskResult:
+                return gone
+
+            monkeypatch.setattr(c, "get_result", get_result)
+            with pytest.raises(sseproto.HTTPStatusError):
+                await c.download("t-1", tmp_path)
+        assert 1 <= len(storage(srv)) <= 4  # a refusal: not four drops and a retry each
