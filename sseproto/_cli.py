@@ -395,11 +395,18 @@ async def _watch_one_of_many(task_id: str, codes: dict[str, int], **options: Any
     except SSEProtoError as exc:
         if options.get("as_json"):
             _print_json(_error_json(task_id, exc))
-        _print_error(f"task {task_id}: {exc}")
-        refused = isinstance(exc, (ConfigurationError, HTTPStatusError)) and getattr(
-            exc, "status_code", 401
-        ) in (401, 403)
-        codes[task_id] = EXIT_AUTH if refused else EXIT_ERROR
+        _print_error(f"task {task_id}: {_in_cli_terms(exc)}")
+        codes[task_id] = EXIT_AUTH if _refused(exc) else EXIT_ERROR
+
+
+def _refused(exc: SSEProtoError) -> bool:
+    """A setting that cannot work, or credentials refused: exit status 4, as ``main``
+    gives for the same errors of a single command."""
+    if isinstance(exc, ConfigurationError):
+        return True
+    if isinstance(exc, ProxyError):
+        return exc.status_code == 407
+    return isinstance(exc, HTTPStatusError) and exc.status_code in (401, 403)
 
 
 async def _watch_tasks(
