@@ -1,10 +1,13 @@
 """The task API from the command line, as a user runs it against `sseproto serve`:
 ``tasks``, ``status``, ``cancel``, ``result``, ``watch`` of several tasks at once,
-``--last-event-id``, ``--api-key``, and ``run --watch`` with ``--timeout``."""
+``--last-event-id``, ``--api-key``, and ``run --watch`` with ``--timeout`` and
+``--cancel-on-interrupt``."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -12,9 +15,17 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from sseproto._cli import EXIT_AUTH, EXIT_CANCELLED, EXIT_ERROR, EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from sseproto._cli import (
+    EXIT_AUTH,
+    EXIT_CANCELLED,
+    EXIT_ERROR,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+)
 
-from .cli_helpers import api_env, run_cli, serving
+from .cli_helpers import CLI, api_env, run_cli, serving
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -291,3 +302,57 @@ def test_transfers_draw_a_bar_per_file_and_one_in_total(
     assert "b\\u001b[31m.png" in err  # a server's name, escaped
     assert "total" in err
     assert "1.2 kB" in err or "1.3 kB" in err or "1,250" in err  # the total of both
+
+
+def test_tasks_pages_through_the_list(served: dict[str, str]) -> None:
+    env = api_env(served)
+    for n in range(5):  # enough tasks for three pages of two
+        assert run_cli("run", f"page-flow-{n}", env=env).returncode == EXIT_OK
+    everything = json.loads(run_cli("tasks", "--json", "--per-page", "100", env=env).stdout)
+    ids = [t["id"] for t in everything["tasks"]]
+    assert everything["page_meta"]["total_count"] == len(ids) >= 5
+    second = json.loads(
+        run_cli("tasks", "--json", "--page", "2", "--per-page", "2", env=env).stdout
+    )
+    assert second["page_meta"] == {"current_page": 2, "per_page": 2, "total_count": len(ids)}
+    assert [t["id"] for t in second["tasks"]] == ids[2:4]
+    table = run_cli("tasks", "--page", "2", "--per-page", "2", env=env)
+    rows = table.stdout.decode().splitlines()[1:]
+    assert [row.split()[0] for row in rows] == ids[2:4]
+    assert f"page 2, 2 tasks of {len(ids)}" in table.stderr.decode()
+    past = run_cli("tasks", "--page", "999", "--per-page", "2", env=env)
+    assert past.returncode == EXIT_OK
+    assert past.stdout.decode().splitlines()[1:] == []  # the header only
+
+
+@pytest.mark.parametrize("cancel", [False, True], ids=["interrupt", "cancel_on_interrupt"])
+def test_ctrl_c_stops_run_watch_and_can_cancel_the_task(
+    served: dict[str, str], cancel: bool
+) -> None:
+    env = api_env(served)
+    flags = ["--cancel-on-interrupt"] if cancel else []
+    proc = subprocess.Popen(
+        [*CLI, "run", "interrupted-flow", "--watch", "--json", *flags],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **env},
+    )
+    try:
+        assert proc.stdout is not None
+        started = json.loads(proc.stdout.readline())  # {"task_id": ...}
+        first = json.loads(proc.stdout.readline())  # the task is under way
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+    task_id = started["task_id"]
+    assert first["task_id"] == task_id
+    assert first["event"] == "status"
+    assert proc.returncode == EXIT_INTERRUPTED
+    assert b"Traceback" not in err
+    assert (f"cancelled task {task_id} on the server".encode() in err) == cancel
+    status = json.loads(run_cli("status", task_id, "--json", env=env).stdout)
+    if cancel:
+        assert status["status"] == "cancelled"
+    else:  # the task went on
+        assert status["status"] != "cancelled"
+        assert run_cli("watch", task_id, env=env).returncode == EXIT_OK
