@@ -27,6 +27,7 @@ from ._rules import (
     check_headers,
     follow_redirect,
     joined,
+    parse_http_date,
     parse_retry_after,
     parse_url,
     refused,
@@ -210,6 +211,8 @@ class Call:
             headers as ``(name, value)`` str pairs, values sent as UTF-8).
         value: The decoded JSON of the answer (None for an empty body), once
             :meth:`receive` returned False.
+        date: The answer's ``Date`` header in Unix seconds (the server's clock), or
+            None if it sent none that parses.
     """
 
     def __init__(self, settings: Settings, method: str, path: str, payload: Any = None) -> None:
@@ -226,6 +229,7 @@ class Call:
         self._what = f"{method} {settings.base_url}{path.split('?', 1)[0]}"
         self._redirects = 0
         self.value: Any = None
+        self.date: float | None = None
 
     def receive(self, status: int, fields: HeaderFields, reason: str, body: bytes) -> bool:
         """The answer: its status, headers (lower-case names, repeats kept), reason
@@ -275,6 +279,7 @@ class Call:
                 headers=headers,
                 retry_after=parse_retry_after(headers.get("retry-after")),
             )
+        self.date = parse_http_date(next((v for n, v in fields if n == "date"), None))
         if body.strip():
             try:
                 self.value = _load_json(body)  # bounded in depth, as every decoder's JSON

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import pathlib
 import sys
-from typing import TYPE_CHECKING, Any
+import time
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -35,6 +36,7 @@ from ._stream import EventStream, open_event_stream
 from ._transfer import (
     Download,
     download_concurrency,
+    link_deadline,
     plan_downloads,
     presign_body,
     read_presign,
@@ -111,13 +113,6 @@ class Client(AsyncEndpoints):
             await conn.aclose()
 
     # -- JSON calls --------------------------------------------------------------
-
-    async def _call(self, method: str, path: str, payload: Any = None) -> Any:
-        call = _api.Call(self._settings, method, path, payload)
-        while True:
-            status, fields, reason, body = await self._exchange(call)
-            if not call.receive(status, fields, reason, body):
-                return call.value
 
     async def _exchange(self, call: _api.Call) -> tuple[int, HeaderFields, str, bytes]:
         # A call on the idle keep-alive connection is sent again, once, only if the
@@ -241,15 +236,17 @@ class Client(AsyncEndpoints):
         Each file is named after the last segment of its link's path (made unique
         if two collide), written to ``.NAME.part`` and renamed once complete; a file
         already there is skipped; an interrupted part is resumed with ``Range`` (here
-        after a dropped connection, or by a later call); a link that expired (403)
-        is replaced by fetching the result again. ``concurrency`` files at once.
+        after a dropped connection, or by a later call); a link past its
+        ``expires_at`` (on the server's clock: the ``Date`` of the result's answer),
+        or refused with 403, is replaced by fetching the result again.
+        ``concurrency`` files at once.
         ``on_progress(file_name, have, total)`` after each piece (total None while
         unknown).
         """
         folder = trio.Path(directory)
         await folder.mkdir(parents=True, exist_ok=True)
-        result = await self.get_result(task_id)
-        downloads = [Download(*planned) for planned in plan_downloads(result)]
+        result, expires = await self._fresh_links(task_id)
+        downloads = [Download(*planned, expires=expires) for planned in plan_downloads(result)]
         limiter = trio.CapacityLimiter(download_concurrency(concurrency))
         try:
             async with trio.open_nursery() as nursery:
@@ -263,6 +260,11 @@ class Client(AsyncEndpoints):
                 raise leaves[0] from None
             raise
         return [pathlib.Path(folder / item.file_name) for item in downloads]
+
+    async def _fresh_links(self, task_id: str) -> tuple[TaskResult, float | None]:
+        """The result, and when its links expire on this driver's clock."""
+        result, date = await self._result_dated(task_id)
+        return result, link_deadline(result, date, time.time(), trio.current_time())
 
     async def _download_one(
         self,
@@ -283,6 +285,8 @@ class Client(AsyncEndpoints):
         drops = 0
         async with limiter:
             while True:
+                if item.expired(trio.current_time()):  # past expires_at: fresh links first
+                    item.new_link(*await self._fresh_links(task_id))
                 url, headers = item.request()
                 origin, target = parse_url(url)
                 conn = await self._connect(origin)
@@ -294,7 +298,7 @@ class Client(AsyncEndpoints):
                         response.status_code, response.headers, response.reason
                     )
                     if step == "refresh":
-                        item.new_link(await self.get_result(task_id))
+                        item.new_link(*await self._fresh_links(task_id))
                         continue
                     if step == "again":
                         continue

@@ -1,7 +1,7 @@
 """The task API's endpoints and ``watch``'s loop, written once for every driver.
 
-Theory of operation: a driver's ``Client`` supplies two things, ``_call`` (send one
-JSON call of ``_api.Call`` and return its decoded value) and ``_open_stream`` (its
+Theory of operation: a driver's ``Client`` supplies two things, ``_exchange`` (send
+the request of an ``_api.Call`` once and return the answer) and ``_open_stream`` (its
 ``open_event_stream`` on the task's events URL); :class:`AsyncEndpoints` (trio and
 asyncio) and :class:`SyncEndpoints` (blocking) build every endpoint on them, and
 :func:`watch_async` / :func:`watch_sync` run the sans-IO task-watch policy
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager, AbstractContextManager
 
     from ._parser import ServerSentEvent
+    from ._rules import HeaderFields
     from ._watching import WatchItem
     from .tasks import TaskEvent, TaskResult, TaskSnapshot
 
@@ -96,8 +97,24 @@ class ClientBase:
 class AsyncEndpoints(ClientBase):
     """The endpoints of the task API, for a driver whose ``_call`` is async."""
 
-    async def _call(self, method: str, path: str, payload: Any = None) -> Any:
+    async def _exchange(self, call: _api.Call) -> tuple[int, HeaderFields, str, bytes]:
+        """Send ``call``'s request once: the answer's status, header fields, reason
+        phrase and body."""
         raise NotImplementedError  # pragma: no cover
+
+    async def _answer(self, method: str, path: str, payload: Any = None) -> _api.Call:
+        call = _api.Call(self._settings, method, path, payload)
+        while call.receive(*await self._exchange(call)):
+            pass  # a redirect: send again
+        return call
+
+    async def _call(self, method: str, path: str, payload: Any = None) -> Any:
+        return (await self._answer(method, path, payload)).value
+
+    async def _result_dated(self, task_id: str) -> tuple[TaskResult, float | None]:
+        """``get_result``, and the server's ``Date`` of its answer (the links' clock)."""
+        call = await self._answer("GET", _api.task_path(task_id, "result"))
+        return decode_task_result(call.value), call.date
 
     def _open_stream(
         self, url: str, last_event_id: str
@@ -152,8 +169,24 @@ class AsyncEndpoints(ClientBase):
 class SyncEndpoints(ClientBase):
     """The endpoints of the task API, for a blocking driver."""
 
-    def _call(self, method: str, path: str, payload: Any = None) -> Any:
+    def _exchange(self, call: _api.Call) -> tuple[int, HeaderFields, str, bytes]:
+        """Send ``call``'s request once: the answer's status, header fields, reason
+        phrase and body."""
         raise NotImplementedError  # pragma: no cover
+
+    def _answer(self, method: str, path: str, payload: Any = None) -> _api.Call:
+        call = _api.Call(self._settings, method, path, payload)
+        while call.receive(*self._exchange(call)):
+            pass  # a redirect: send again
+        return call
+
+    def _call(self, method: str, path: str, payload: Any = None) -> Any:
+        return self._answer(method, path, payload).value
+
+    def _result_dated(self, task_id: str) -> tuple[TaskResult, float | None]:
+        """``get_result``, and the server's ``Date`` of its answer (the links' clock)."""
+        call = self._answer("GET", _api.task_path(task_id, "result"))
+        return decode_task_result(call.value), call.date
 
     def _open_stream(
         self, url: str, last_event_id: str

@@ -17,6 +17,7 @@ import ipaddress
 import math
 import re
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
@@ -375,6 +376,55 @@ def parse_retry_after(value: str | None) -> float | None:
     if value.isascii() and value.isdigit() and len(value) <= 9:
         return float(value)
     return None  # an HTTP date: not worth a clock here; the backoff applies
+
+
+_MONTHS = {
+    name: number
+    for number, name in enumerate(
+        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"], 1
+    )
+}
+_HTTP_DATES = (
+    # IMF-fixdate, what servers send: Sun, 06 Nov 1994 08:49:37 GMT
+    re.compile(r"[A-Za-z]{3}, (\d\d) ([A-Za-z]{3}) (\d{4}) (\d\d):(\d\d):(\d\d) GMT", re.ASCII),
+    # the obsolete RFC 850 form: Sunday, 06-Nov-94 08:49:37 GMT
+    re.compile(r"[A-Za-z]{6,9}, (\d\d)-([A-Za-z]{3})-(\d\d) (\d\d):(\d\d):(\d\d) GMT", re.ASCII),
+)
+# the obsolete asctime form: Sun Nov  6 08:49:37 1994
+_ASCTIME = re.compile(r"[A-Za-z]{3} ([A-Za-z]{3}) ([ \d]\d) (\d\d):(\d\d):(\d\d) (\d{4})", re.ASCII)
+
+
+def parse_http_date(value: str | None) -> float | None:
+    """A ``Date`` header in Unix seconds, or None (absent, or not an HTTP date): the
+    server's clock, for comparing the server's own timestamps (a link's
+    ``expires_at``) without trusting ours. The three forms of RFC 9110 (5.6.7).
+    (Not ``email.utils``: it imports ``socket``.)"""
+    if value is None or len(value) > 40:
+        return None
+    text = value.strip()
+    for form in _HTTP_DATES:
+        m = form.fullmatch(text)
+        if m is not None:
+            day, month, year, hour, minute, second = m.groups()
+            break
+    else:
+        m = _ASCTIME.fullmatch(text)
+        if m is None:
+            return None
+        month, day, hour, minute, second, year = m.groups()
+    number = _MONTHS.get(month.title())
+    if number is None:
+        return None
+    full_year = int(year)
+    if len(year) == 2:  # RFC 850's two digits: the nearest century, as RFC 9110 says
+        full_year += 2000 if full_year < 70 else 1900
+    try:
+        when = datetime(
+            full_year, number, int(day), int(hour), int(minute), int(second), tzinfo=timezone.utc
+        )
+    except ValueError:
+        return None
+    return when.timestamp()
 
 
 # -- what a failure means ------------------------------------------------------------

@@ -5,8 +5,10 @@ Theory of operation: a task's outputs are presigned links in its result
 (the last segment of the link's path, made safe and unique). :class:`Download` is
 the rule of one file: a part file (``.NAME.part``) that grows until it is complete,
 then is renamed, so a file under its own name is always whole; a ``Range`` request
-resumes an interrupted part; an answer says what next (append, start over, done,
-refresh the links, fail). An upload is ``POST /files/presign`` (:func:`presign_body`,
+resumes an interrupted part; a link past its ``expires_at`` (on the server's clock,
+read from the ``Date`` of the answer that gave it: :func:`link_deadline`) is refreshed
+before it is used; an answer says what next (append, start over, done, refresh the
+links after a 403, fail). An upload is ``POST /files/presign`` (:func:`presign_body`,
 :func:`read_presign`), then a PUT of the bytes with exactly the headers the answer
 names. The links come from the server: they are checked like any URL (https, or
 plain http to loopback), and our API key is never sent with them (the signature in
@@ -33,6 +35,7 @@ __all__ = [
     "Download",
     "Upload",
     "download_concurrency",
+    "link_deadline",
     "plan_downloads",
     "presign_body",
     "read_presign",
@@ -40,6 +43,9 @@ __all__ = [
 
 #: Times the links are fetched again (``/result``) for one download before giving up.
 MAX_REFRESHES = 3
+#: Seconds before its ``expires_at`` that a link is no longer used: the request must
+#: reach the storage in time, and both clocks count in whole seconds.
+LINK_MARGIN = 2.0
 _UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]")
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
@@ -75,6 +81,21 @@ def plan_downloads(result: TaskResult) -> list[tuple[str, str, str]]:
     return out
 
 
+def link_deadline(
+    result: TaskResult, server_date: float | None, wall_now: float, now: float
+) -> float | None:
+    """When the links of ``result`` must be fetched again before they are used, on the
+    driver's clock (``now`` being the moment the answer came): its ``expires_at``
+    against the ``Date`` of the same answer (``server_date``, Unix seconds), so that
+    neither our clock nor the server's skew matters; without a ``Date``, against our
+    wall clock (``wall_now``). :data:`LINK_MARGIN` early. None: no ``expires_at``.
+    """
+    if result.expires_at is None:
+        return None
+    reference = server_date if server_date is not None else wall_now
+    return now + (result.expires_at.timestamp() - reference) - LINK_MARGIN
+
+
 @dataclass
 class Download:
     """One output's download, resumable: what to ask, and what an answer means.
@@ -93,7 +114,19 @@ class Download:
     total: int | None = None
     #: True when the part file must be emptied before the body is written.
     restart: bool = False
+    #: When the link expires, on the driver's clock (:func:`link_deadline`); None: unknown.
+    expires: float | None = None
     refreshes: int = field(default=0)
+
+    def expired(self, now: float) -> bool:
+        """Whether the link is past :attr:`expires` (at the driver's clock ``now``),
+        so that the driver fetches the result again (and calls :meth:`new_link`)
+        before asking. Counted with the refreshes a 403 causes: past
+        :data:`MAX_REFRESHES`, the link is tried anyway and the storage judges."""
+        if self.expires is None or now < self.expires or self.refreshes >= MAX_REFRESHES:
+            return False
+        self.refreshes += 1
+        return True
 
     def request(self) -> tuple[str, list[tuple[str, str]]]:
         """The URL and headers of the next GET (never our API key: the link is
@@ -149,15 +182,16 @@ class Download:
             headers=headers,
         )
 
-    def new_link(self, result: TaskResult) -> None:
-        """Take this output's link from a freshly fetched result.
+    def new_link(self, result: TaskResult, expires: float | None = None) -> None:
+        """Take this output's link from a freshly fetched result, and when it expires
+        (:func:`link_deadline`).
 
         Raises:
             TaskEventError: The new result has no link for this output.
         """
         for output, url, _ in plan_downloads(result):
             if output == self.output:
-                self.url = url
+                self.url, self.expires = url, expires
                 return
         raise TaskEventError(f"the result no longer has a link for the output {shown(self.output)}")
 

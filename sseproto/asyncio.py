@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import pathlib
+import time
 from contextlib import asynccontextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
@@ -63,7 +64,14 @@ from ._rules import (
     parse_url,
     refused,
 )
-from ._transfer import Download, download_concurrency, plan_downloads, presign_body, read_presign
+from ._transfer import (
+    Download,
+    download_concurrency,
+    link_deadline,
+    plan_downloads,
+    presign_body,
+    read_presign,
+)
 
 if TYPE_CHECKING:
     import os
@@ -353,6 +361,10 @@ class Client(AsyncEndpoints):
         self._given = http_client
         self._route: Proxy | None = None  # the proxy of our own client, once made
         self._own: httpx.AsyncClient | None = None
+        # Our clients for presigned links whose host takes another route than the
+        # API's (NO_PROXY may name one and not the other; loopback is never proxied
+        # from the environment), by that route.
+        self._routed: dict[Proxy | None, httpx.AsyncClient] = {}
 
     async def __aenter__(self) -> Client:
         return self
@@ -363,8 +375,13 @@ class Client(AsyncEndpoints):
     async def aclose(self) -> None:
         """Close the connections of the httpx client sseproto created (never yours)."""
         own, self._own = self._own, None
-        if own is not None:
-            await own.aclose()
+        routed, self._routed = list(self._routed.values()), {}
+        try:
+            for other in routed:
+                await other.aclose()
+        finally:
+            if own is not None:
+                await own.aclose()
 
     @property
     def http_client(self) -> httpx.AsyncClient:
@@ -375,13 +392,6 @@ class Client(AsyncEndpoints):
             proxy = self._route = route(origin_of(self.base_url), self._proxy)
             self._own = httpx.AsyncClient(**own_client_options(self.ssl_context, proxy))
         return self._own
-
-    async def _call(self, method: str, path: str, payload: Any = None) -> Any:
-        call = _api.Call(self._settings, method, path, payload)
-        while True:
-            status, fields, reason, body = await self._exchange(call)
-            if not call.receive(status, fields, reason, body):
-                return call.value
 
     async def _exchange(self, call: _api.Call) -> tuple[int, HeaderFields, str, bytes]:
         client = self.http_client
@@ -502,7 +512,7 @@ class Client(AsyncEndpoints):
         self, url: str, headers: list[tuple[str, str]], pieces: AsyncIterator[bytes]
     ) -> tuple[int, str, dict[str, str], bytes]:
         """The PUT of an upload: (status, reason, headers, the body up to a bound)."""
-        client = self.http_client
+        client, proxy = self._storage(url)
         request = presigned_request("PUT", url, headers, self._timeout, content=pieces)
         collector = Collector(ERROR_BODY_LIMIT, truncate=True)
         try:
@@ -520,7 +530,7 @@ class Client(AsyncEndpoints):
             finally:
                 await response.aclose()
         except Exception as exc:
-            error = self._translate(exc, url)
+            error = self._translate(exc, url, proxy)
             if error is exc:
                 raise
             raise error from None
@@ -542,8 +552,10 @@ class Client(AsyncEndpoints):
         Each file is named after the last segment of its link's path (made unique
         if two collide), written to ``.NAME.part`` and renamed once complete; a file
         already there is skipped; an interrupted part is resumed with ``Range`` (here
-        after a dropped connection, or by a later call); a link that expired (403)
-        is replaced by fetching the result again. ``concurrency`` files at once (the
+        after a dropped connection, or by a later call); a link past its
+        ``expires_at`` (on the server's clock: the ``Date`` of the result's answer),
+        or refused with 403, is replaced by fetching the result again.
+        ``concurrency`` files at once (the
         first failure cancels the others, and is raised). ``on_progress(file_name,
         have, total)`` after each piece (total None while unknown). The files are
         written with plain blocking writes, a received piece at a time.
@@ -557,13 +569,18 @@ class Client(AsyncEndpoints):
         limit = download_concurrency(concurrency)
         folder = pathlib.Path(directory)
         folder.mkdir(parents=True, exist_ok=True)
-        result = await self.get_result(task_id)
-        downloads = [Download(*planned) for planned in plan_downloads(result)]
+        result, expires = await self._fresh_links(task_id)
+        downloads = [Download(*planned, expires=expires) for planned in plan_downloads(result)]
         limiter = asyncio.Semaphore(limit)
         await _together(
             [self._download_one(task_id, item, folder, on_progress, limiter) for item in downloads]
         )
         return [folder / item.file_name for item in downloads]
+
+    async def _fresh_links(self, task_id: str) -> tuple[TaskResult, float | None]:
+        """The result, and when its links expire on this driver's clock."""
+        result, date = await self._result_dated(task_id)
+        return result, link_deadline(result, date, time.time(), asyncio.get_running_loop().time())
 
     async def _download_one(
         self,
@@ -584,6 +601,10 @@ class Client(AsyncEndpoints):
         drops = 0
         async with limiter:
             while True:
+                if item.expired(
+                    asyncio.get_running_loop().time()
+                ):  # past expires_at: fresh links first
+                    item.new_link(*await self._fresh_links(task_id))
                 url, headers = item.request()
                 try:
                     step = await self._get_part(item, url, headers, part, on_progress)
@@ -595,7 +616,7 @@ class Client(AsyncEndpoints):
                         raise
                     continue  # resumed from what the part file has
                 if step == "refresh":
-                    item.new_link(await self.get_result(task_id))
+                    item.new_link(*await self._fresh_links(task_id))
                     continue
                 if step == "again":
                     continue
@@ -614,7 +635,7 @@ class Client(AsyncEndpoints):
         """One GET of a download: what its answer means (``Download.receive_response``),
         its body appended to the part file (or written from its start). Raises our
         errors only (httpx's translated)."""
-        client = self.http_client
+        client, proxy = self._storage(url)
         request = presigned_request("GET", url, headers, self._timeout)
         try:
             try:
@@ -639,21 +660,38 @@ class Client(AsyncEndpoints):
             finally:
                 await response.aclose()
         except Exception as exc:
-            error = self._translate(exc, url)
+            error = self._translate(exc, url, proxy)
             if error is exc:
                 raise
             raise error from None
         return step
 
-    def _translate(self, exc: Exception, url: str) -> Exception:
-        """Our exception for httpx's ``exc`` on a request to ``url`` (``exc`` itself if
-        it is not httpx's)."""
+    def _storage(self, url: str) -> tuple[httpx.AsyncClient, Proxy | None]:
+        """The client for a presigned link, and the proxy it goes through: yours (its
+        proxy is yours), else ours for the link's host under our proxy rules, as the
+        trio driver routes each host (another client where that is not the API's
+        route)."""
+        client = self.http_client
+        if self._given is not None:
+            return client, None
+        proxy = route(origin_of(url), self._proxy)
+        if proxy == self._route:
+            return client, proxy
+        other = self._routed.get(proxy)
+        if other is None:
+            options = own_client_options(self.ssl_context, proxy)
+            other = self._routed[proxy] = httpx.AsyncClient(**options)
+        return other, proxy
+
+    def _translate(self, exc: Exception, url: str, proxy: Proxy | None) -> Exception:
+        """Our exception for httpx's ``exc`` on a request to ``url`` through ``proxy``
+        (``exc`` itself if it is not httpx's)."""
         ours = translate(
             exc,
             url,
             connect_timeout=self.connect_timeout,
             read_timeout=self.read_timeout,
-            proxy=self._route,
+            proxy=proxy,
         )
         return exc if ours is None else ours
 

@@ -66,7 +66,14 @@ from ._rules import (
     parse_url,
     refused,
 )
-from ._transfer import Download, download_concurrency, plan_downloads, presign_body, read_presign
+from ._transfer import (
+    Download,
+    download_concurrency,
+    link_deadline,
+    plan_downloads,
+    presign_body,
+    read_presign,
+)
 
 if TYPE_CHECKING:
     import os
@@ -348,6 +355,10 @@ class Client(SyncEndpoints):
         self._given = http_client
         self._route: Proxy | None = None  # the proxy of our own client, once made
         self._own: httpx.Client | None = None
+        # Our clients for presigned links whose host takes another route than the
+        # API's (NO_PROXY may name one and not the other; loopback is never proxied
+        # from the environment), by that route.
+        self._routed: dict[Proxy | None, httpx.Client] = {}
 
     def __enter__(self) -> Client:
         return self
@@ -358,8 +369,13 @@ class Client(SyncEndpoints):
     def close(self) -> None:
         """Close the connections of the httpx client sseproto created (never yours)."""
         own, self._own = self._own, None
-        if own is not None:
-            own.close()
+        routed, self._routed = list(self._routed.values()), {}
+        try:
+            for other in routed:
+                other.close()
+        finally:
+            if own is not None:
+                own.close()
 
     @property
     def http_client(self) -> httpx.Client:
@@ -370,13 +386,6 @@ class Client(SyncEndpoints):
             proxy = self._route = route(origin_of(self.base_url), self._proxy)
             self._own = httpx.Client(**own_client_options(self.ssl_context, proxy))
         return self._own
-
-    def _call(self, method: str, path: str, payload: Any = None) -> Any:
-        call = _api.Call(self._settings, method, path, payload)
-        while True:
-            status, fields, reason, body = self._exchange(call)
-            if not call.receive(status, fields, reason, body):
-                return call.value
 
     def _exchange(self, call: _api.Call) -> tuple[int, HeaderFields, str, bytes]:
         client = self.http_client
@@ -494,7 +503,7 @@ class Client(SyncEndpoints):
         self, url: str, headers: list[tuple[str, str]], pieces: Iterator[bytes]
     ) -> tuple[int, str, dict[str, str], bytes]:
         """The PUT of an upload: (status, reason, headers, the body up to a bound)."""
-        client = self.http_client
+        client, proxy = self._storage(url)
         request = presigned_request("PUT", url, headers, self._timeout, content=pieces)
         collector = Collector(ERROR_BODY_LIMIT, truncate=True)
         try:
@@ -510,7 +519,7 @@ class Client(SyncEndpoints):
             finally:
                 response.close()
         except Exception as exc:
-            error = self._translate(exc, url)
+            error = self._translate(exc, url, proxy)
             if error is exc:
                 raise
             raise error from None
@@ -532,8 +541,10 @@ class Client(SyncEndpoints):
         Each file is named after the last segment of its link's path (made unique
         if two collide), written to ``.NAME.part`` and renamed once complete; a file
         already there is skipped; an interrupted part is resumed with ``Range`` (here
-        after a dropped connection, or by a later call); a link that expired (403)
-        is replaced by fetching the result again. ``on_progress(file_name, have,
+        after a dropped connection, or by a later call); a link past its
+        ``expires_at`` (on the server's clock: the ``Date`` of the result's answer),
+        or refused with 403, is replaced by fetching the result again.
+        ``on_progress(file_name, have,
         total)`` after each piece (total None while unknown).
 
         Blocking, the files are downloaded one after the other: ``concurrency`` (the
@@ -548,11 +559,16 @@ class Client(SyncEndpoints):
         download_concurrency(concurrency)
         folder = pathlib.Path(directory)
         folder.mkdir(parents=True, exist_ok=True)
-        result = self.get_result(task_id)
-        downloads = [Download(*planned) for planned in plan_downloads(result)]
+        result, expires = self._fresh_links(task_id)
+        downloads = [Download(*planned, expires=expires) for planned in plan_downloads(result)]
         for item in downloads:
             self._download_one(task_id, item, folder, on_progress)
         return [folder / item.file_name for item in downloads]
+
+    def _fresh_links(self, task_id: str) -> tuple[TaskResult, float | None]:
+        """The result, and when its links expire on this driver's clock."""
+        result, date = self._result_dated(task_id)
+        return result, link_deadline(result, date, time.time(), time.monotonic())
 
     def _download_one(
         self,
@@ -571,6 +587,8 @@ class Client(SyncEndpoints):
         item.have = part.stat().st_size if part.exists() else 0
         drops = 0
         while True:
+            if item.expired(time.monotonic()):  # past expires_at: fresh links first
+                item.new_link(*self._fresh_links(task_id))
             url, headers = item.request()
             try:
                 step = self._get_part(item, url, headers, part, on_progress)
@@ -582,7 +600,7 @@ class Client(SyncEndpoints):
                     raise
                 continue  # resumed from what the part file has
             if step == "refresh":
-                item.new_link(self.get_result(task_id))
+                item.new_link(*self._fresh_links(task_id))
                 continue
             if step == "again":
                 continue
@@ -601,7 +619,7 @@ class Client(SyncEndpoints):
         """One GET of a download: what its answer means (``Download.receive_response``),
         its body appended to the part file (or written from its start). Raises our
         errors only (httpx's translated)."""
-        client = self.http_client
+        client, proxy = self._storage(url)
         request = presigned_request("GET", url, headers, self._timeout)
         try:
             try:
@@ -624,21 +642,38 @@ class Client(SyncEndpoints):
             finally:
                 response.close()
         except Exception as exc:
-            error = self._translate(exc, url)
+            error = self._translate(exc, url, proxy)
             if error is exc:
                 raise
             raise error from None
         return step
 
-    def _translate(self, exc: Exception, url: str) -> Exception:
-        """Our exception for httpx's ``exc`` on a request to ``url`` (``exc`` itself if
-        it is not httpx's)."""
+    def _storage(self, url: str) -> tuple[httpx.Client, Proxy | None]:
+        """The client for a presigned link, and the proxy it goes through: yours (its
+        proxy is yours), else ours for the link's host under our proxy rules, as the
+        trio driver routes each host (another client where that is not the API's
+        route)."""
+        client = self.http_client
+        if self._given is not None:
+            return client, None
+        proxy = route(origin_of(url), self._proxy)
+        if proxy == self._route:
+            return client, proxy
+        other = self._routed.get(proxy)
+        if other is None:
+            options = own_client_options(self.ssl_context, proxy)
+            other = self._routed[proxy] = httpx.Client(**options)
+        return other, proxy
+
+    def _translate(self, exc: Exception, url: str, proxy: Proxy | None) -> Exception:
+        """Our exception for httpx's ``exc`` on a request to ``url`` through ``proxy``
+        (``exc`` itself if it is not httpx's)."""
         ours = translate(
             exc,
             url,
             connect_timeout=self.connect_timeout,
             read_timeout=self.read_timeout,
-            proxy=self._route,
+            proxy=proxy,
         )
         return exc if ours is None else ours
 

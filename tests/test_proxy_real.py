@@ -57,6 +57,7 @@ from tests.cli_helpers import run_cli, serving
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
     from sseproto.testing import TestServer
 
@@ -615,6 +616,61 @@ def test_client_calls_through_the_proxy_with_credentials(
     assert errors[0].status_code == 407
     assert "check the user and password" in str(errors[0])
     assert WRONG_PASSWORD not in exception_text(errors[0])
+
+
+def transfer_with(driver: str, tmp_path: Path, **args: Any) -> tuple[str, list[Path]]:
+    """On ``driver``: upload a file, then download t-1's outputs into ``tmp_path``."""
+    (tmp_path / "in.txt").write_bytes(b"input")
+    folder = tmp_path / "out"
+    if driver == "sync":
+        with alarm(LIMIT), sseproto.sync.Client(**args) as client:
+            return client.upload(tmp_path / "in.txt"), client.download("t-1", folder)
+    module: Any = sseproto if driver == "trio" else sseproto.asyncio
+
+    async def main() -> tuple[str, list[Path]]:
+        async with module.Client(**args) as client:
+            key = await client.upload(tmp_path / "in.txt")
+            return key, await client.download("t-1", folder)
+
+    if driver == "trio":
+
+        async def on_trio() -> tuple[str, list[Path]]:
+            with trio.fail_after(LIMIT):
+                return await main()
+
+        return trio.run(on_trio)
+    return run_asyncio(main, driver)
+
+
+def test_storage_links_take_their_own_hosts_route(
+    driver: str,
+    srv: TestServer,
+    proxy: RunningProxy,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """The API is reached through the proxy (a name only it resolves); the presigned
+    links name 127.0.0.1, which the environment's proxy never takes: the PUT and the
+    GET go there directly, on every driver."""
+    watch_with(driver, "t-1", **task_args(srv, proxy=None, base_url=srv.base_url))
+    monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+    api_before = proxy.tunnels_to(PROXY_ONLY_HOST, server_port(srv))
+    storage_before = proxy.tunnels_to("127.0.0.1", server_port(srv))
+    key, paths = transfer_with(driver, tmp_path, **task_args(srv))
+    assert srv.uploads[key] == b"input"
+    assert [p.name for p in paths] == ["ComfyUI_00001_.png"]
+    assert proxy.tunnels_to(PROXY_ONLY_HOST, server_port(srv)) > api_before
+    assert proxy.tunnels_to("127.0.0.1", server_port(srv)) == storage_before
+
+
+def test_storage_links_go_through_a_proxy_given_for_everything(
+    driver: str, srv: TestServer, proxy: RunningProxy, tmp_path: Path
+) -> None:
+    watch_with(driver, "t-1", **task_args(srv, proxy=None, base_url=srv.base_url))
+    before = proxy.tunnels_to("127.0.0.1", server_port(srv))
+    key, _ = transfer_with(driver, tmp_path, **task_args(srv, proxy=proxy.url))
+    assert srv.uploads[key] == b"input"
+    assert proxy.tunnels_to("127.0.0.1", server_port(srv)) > before
 
 
 @pytest.mark.parametrize("module_name", ["sseproto", "sseproto.asyncio", "sseproto.sync"])

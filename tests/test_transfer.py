@@ -12,7 +12,8 @@ import trio
 import trio.testing
 
 import sseproto
-from sseproto._transfer import Download, plan_downloads, read_presign
+from sseproto._rules import parse_http_date
+from sseproto._transfer import Download, link_deadline, plan_downloads, read_presign
 from sseproto.testing import Task, output_bytes, serve
 
 if TYPE_CHECKING:
@@ -99,7 +100,36 @@ async def test_a_part_longer_than_the_file_starts_over(
         assert (tmp_path / "f.bin").read_bytes() == output_bytes("t-1", "o", 1_000)
 
 
-async def test_an_expired_link_is_refreshed_by_fetching_the_result_again(
+def results_asked(srv: Any) -> int:
+    return sum(1 for r in srv.requests if r.path.endswith("/result"))
+
+
+async def test_a_link_past_its_expiry_is_refreshed_before_it_is_used(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    outputs = {"a": ("a.bin", 1_000), "b": ("b.bin", 1_000)}
+    async with serve({"t-1": Task(outputs=outputs)}, link_seconds=60) as srv:
+        await finished(srv, "t-1")
+        before = results_asked(srv)
+
+        done: list[str] = []
+
+        def slow(name: str, have: int, total: int | None) -> None:
+            if have == total and not done:
+                done.append(name)
+                autojump_clock.jump(120)  # the first file took two minutes
+
+        async with client(srv) as c:
+            await c.download("t-1", tmp_path, concurrency=1, on_progress=slow)
+        # The second file's link was past expires_at (on the server's clock, its
+        # Date): fresh links before it was asked, not a 403 first.
+        assert results_asked(srv) - before == 2
+        assert len(storage(srv)) == 2
+        assert (tmp_path / "b.bin").read_bytes() == output_bytes("t-1", "b", 1_000)
+        assert (tmp_path / "a.bin").read_bytes() == output_bytes("t-1", "a", 1_000)
+
+
+async def test_a_link_the_storage_refuses_as_expired_is_refreshed(
     autojump_clock: trio.testing.MockClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with serve({"t-1": Task(outputs={"o": ("f.bin", 2_000)})}, link_seconds=60) as srv:
@@ -107,17 +137,81 @@ async def test_an_expired_link_is_refreshed_by_fetching_the_result_again(
         async with client(srv) as c:
             stale = await c.get_result("t-1")
             await trio.sleep(120)  # its links expired
-            real = c.get_result
+            real = c._result_dated
             calls: list[str] = []
+            assert stale.expires_at is not None
+            # The stale links, from an API whose clock (its Date) is behind the
+            # storage's: they look valid for a minute, and the storage refuses them.
+            behind = stale.expires_at.timestamp() - 60
 
-            async def get_result(task_id: str) -> sseproto.TaskResult:
+            async def result_dated(task_id: str) -> tuple[sseproto.TaskResult, float | None]:
                 calls.append(task_id)
-                return stale if len(calls) == 1 else await real(task_id)
+                return (stale, behind) if len(calls) == 1 else await real(task_id)
 
-            monkeypatch.setattr(c, "get_result", get_result)
+            monkeypatch.setattr(c, "_result_dated", result_dated)
             await c.download("t-1", tmp_path)
         assert len(calls) == 2  # the stale links, then fresh ones after the 403
+        assert len(storage(srv)) == 2
         assert (tmp_path / "f.bin").read_bytes() == output_bytes("t-1", "o", 2_000)
+
+
+def test_the_test_server_says_its_time_in_every_answer() -> None:
+    async def main() -> None:
+        async with serve({"t-1": Task(outputs={"o": ("f.bin", 10)})}, link_seconds=60) as srv:
+            await finished(srv, "t-1")
+            async with client(srv) as c:
+                call = await c._answer("GET", "/tasks/t-1/result")
+        assert call.date is not None
+        expires = sseproto.decode_task_result(call.value).expires_at
+        assert expires is not None
+        assert 60 <= expires.timestamp() - call.date <= 61
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+@pytest.mark.parametrize(
+    ("text", "unix"),
+    [
+        ("Sun, 06 Nov 1994 08:49:37 GMT", 784111777.0),  # IMF-fixdate
+        ("Sunday, 06-Nov-94 08:49:37 GMT", 784111777.0),  # RFC 850
+        ("Sun Nov  6 08:49:37 1994", 784111777.0),  # asctime
+        ("Thu, 01 Jan 2026 00:00:00 GMT", 1767225600.0),
+        ("Wed, 30 Jun 60 00:00:00 GMT", None),  # a two-digit year needs the long day name
+        ("Wednesday, 30-Jun-60 00:00:00 GMT", 2855779200.0),  # < 70: 2060
+        ("Sun, 31 Feb 1994 08:49:37 GMT", None),
+        ("Sun, 06 Nov 1994 25:49:37 GMT", None),
+        ("Sun, 06 Xyz 1994 08:49:37 GMT", None),
+        ("Sun, 06 Nov 1994 08:49:37 +0000", None),
+        ("Sun, \u0660\u0666 Nov 1994 08:49:37 GMT", None),  # Arabic-Indic digits
+        ("1994-11-06T08:49:37Z", None),
+        ("", None),
+        ("Sun, 06 Nov 1994 08:49:37 GMT" + " " * 100, None),
+        (None, None),
+    ],
+)
+def test_http_dates(text: str | None, unix: float | None) -> None:
+    assert parse_http_date(text) == unix
+
+
+def test_link_deadline_reads_expires_at_on_the_servers_clock() -> None:
+    result = sseproto.decode_task_result(
+        {"id": "t", "download_url": "https://s/x", "expires_at": "2026-01-01T00:10:00Z"}
+    )
+    server_now = 1767225600.0  # 2026-01-01T00:00:00Z: ten minutes left
+    # Our wall clock is a day off; the server's Date decides.
+    assert link_deadline(result, server_now, server_now + 86_400, 50.0) == 50.0 + 600 - 2
+    # No Date: our wall clock (here, a minute before the server's).
+    assert link_deadline(result, None, server_now - 60, 50.0) == 50.0 + 660 - 2
+    no_expiry = sseproto.decode_task_result({"id": "t", "download_url": "https://s/x"})
+    assert link_deadline(no_expiry, server_now, server_now, 50.0) is None
+
+
+def test_a_link_is_refreshed_for_expiry_three_times_at_most() -> None:
+    item = Download("o", "https://s/x", "x", expires=100.0)
+    assert not item.expired(99.9)
+    assert [item.expired(100.0) for _ in range(4)] == [True, True, True, False]
+    item = Download("o", "https://s/x", "x")
+    assert not item.expired(1e12)  # no expires_at: only a 403 says
 
 
 async def test_upload_sends_exactly_the_signed_headers(
@@ -222,10 +316,10 @@ async def test_a_refused_link_is_not_asked_again_as_a_drop(
                 id="t-1", download_urls={"o": result.download_urls["o"].replace("/f.bin", "/g.bin")}
             )
 
-            async def get_result(task_id: str) -> sseproto.TaskResult:
-                return gone
+            async def result_dated(task_id: str) -> tuple[sseproto.TaskResult, None]:
+                return gone, None
 
-            monkeypatch.setattr(c, "get_result", get_result)
+            monkeypatch.setattr(c, "_result_dated", result_dated)
             with pytest.raises(sseproto.HTTPStatusError):
                 await c.download("t-1", tmp_path)
         assert 1 <= len(storage(srv)) <= 4  # a refusal: not four drops and a retry each

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import socket
+import time
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -138,30 +139,38 @@ def result_with(links: dict[str, str]) -> sseproto.TaskResult:
     return sseproto.decode_task_result({"id": "t-1", "download_urls": links})
 
 
-def replace_get_result(d: Driven, monkeypatch: pytest.MonkeyPatch, *answers: Any) -> list[str]:
-    """``get_result`` answers ``answers`` in turn (a TaskResult), then the server's;
-    returns the task ids it was called with."""
+def replace_results(d: Driven, monkeypatch: pytest.MonkeyPatch, *answers: Any) -> list[str]:
+    """The result that ``download`` fetches is ``answers`` in turn (a TaskResult, as if
+    answered without a ``Date``, or a ``(TaskResult, date)`` pair), then the server's;
+    returns the task ids it was asked for."""
     calls: list[str] = []
-    real = d.client.get_result
+    real = d.client._result_dated
 
     def pick(task_id: str) -> Any:
         calls.append(task_id)
-        return answers[len(calls) - 1] if len(calls) <= len(answers) else None
+        if len(calls) > len(answers):
+            return None
+        answer = answers[len(calls) - 1]
+        return answer if isinstance(answer, tuple) else (answer, None)
 
     if d.is_async:
 
-        async def get_result(task_id: str) -> Any:
+        async def result_dated(task_id: str) -> Any:
             answer = pick(task_id)
             return answer if answer is not None else await real(task_id)
 
     else:
 
-        def get_result(task_id: str) -> Any:  # type: ignore[misc]
+        def result_dated(task_id: str) -> Any:  # type: ignore[misc]
             answer = pick(task_id)
             return answer if answer is not None else real(task_id)
 
-    monkeypatch.setattr(d.client, "get_result", get_result)
+    monkeypatch.setattr(d.client, "_result_dated", result_dated)
     return calls
+
+
+def results_asked(srv: TestServer) -> int:
+    return sum(1 for r in srv.requests if r.path.endswith("/result"))
 
 
 class CallerAuth(httpx.Auth):
@@ -296,18 +305,45 @@ def test_a_part_that_is_already_whole_is_renamed(driver: str, tmp_path: Path) ->
         assert get.headers["range"] == "bytes=1000-"
 
 
-def test_an_expired_link_is_refreshed_by_fetching_the_result_again(
+def test_a_link_past_its_expiry_is_refreshed_before_it_is_used(driver: str, tmp_path: Path) -> None:
+    # Two files, one at a time; the links live 3 s on the server's clock (its Date),
+    # and the first file's last piece takes 3.1 s to arrive: the other file's link
+    # is past expires_at, so the result is fetched again before it is asked (the
+    # storage would still have served it: it is not a 403 that tells us).
+    outputs = {"a": ("a.bin", 1_000), "b": ("b.bin", 1_000)}
+    with serve_in_thread({"t-1": quick(outputs)}, link_seconds=3) as srv:
+        finished(srv, "t-1")
+        before = results_asked(srv)
+
+        done: list[str] = []
+
+        def slow(name: str, have: int, total: int | None) -> None:
+            if have == total and not done:
+                done.append(name)
+                time.sleep(3.1)
+
+        with driven(driver, srv) as d:
+            d("download", "t-1", tmp_path, concurrency=1, on_progress=slow)
+        assert results_asked(srv) - before == 2  # the links, then fresh ones
+        assert len(storage(srv)) == 2  # one GET a file: no 403 on the way
+        assert (tmp_path / "b.bin").read_bytes() == output_bytes("t-1", "b", 1_000)
+
+
+def test_a_link_the_storage_refuses_as_expired_is_refreshed(
     driver: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with serve_in_thread({"t-1": quick({"o": ("f.bin", 2_000)})}) as srv:
         finished(srv, "t-1")
         with driven(driver, srv) as d:
-            # Links that expired a minute before they were made: no waiting on the real
-            # clock for them to expire (the server reads link_seconds at each link).
+            # Links that expired a minute before they were made, from an API whose
+            # clock (its Date) is two minutes behind the storage's: they look valid,
+            # and the storage refuses them (403).
             srv.link_seconds = -60.0
             stale = d("get_result", "t-1")
             srv.link_seconds = 60.0
-            calls = replace_get_result(d, monkeypatch, stale)
+            assert stale.expires_at is not None
+            behind = stale.expires_at.timestamp() - 60
+            calls = replace_results(d, monkeypatch, (stale, behind))
             d("download", "t-1", tmp_path)
         assert calls == ["t-1", "t-1"]  # the stale links, then fresh ones after the 403
         assert (tmp_path / "f.bin").read_bytes() == output_bytes("t-1", "o", 2_000)
@@ -320,13 +356,17 @@ def test_links_that_stay_expired_are_an_error_after_three_refreshes(
 ) -> None:
     with serve_in_thread({"t-1": quick({"o": ("f.bin", 2_000)})}) as srv:
         finished(srv, "t-1")
+        before = results_asked(srv)
         srv.link_seconds = -60.0  # every link the result gives has expired
         with driven(driver, srv) as d, pytest.raises(sseproto.HTTPStatusError) as refused:
             d("download", "t-1", tmp_path)
         assert refused.value.status_code == 403
         assert "fresh links did not help" in str(refused.value)
         assert "sig=" not in str(refused.value)  # the link's signature is a credential
-        assert len(storage(srv)) == 4  # the first link, then three fresh ones
+        # Three refreshes in all (the links past expires_at before a GET, or refused
+        # with 403 after it), then the refusal is the error.
+        assert results_asked(srv) - before == 4
+        assert len(storage(srv)) == 2
         assert not (tmp_path / "f.bin").exists()
 
 
@@ -334,7 +374,7 @@ def test_a_link_that_cannot_be_fetched_is_a_configuration_error(
     driver: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with serve_in_thread() as srv, driven(driver, srv) as d:
-        replace_get_result(d, monkeypatch, result_with({"o": "http://storage.example/f.bin"}))
+        replace_results(d, monkeypatch, result_with({"o": "http://storage.example/f.bin"}))
         with pytest.raises(sseproto.ConfigurationError):
             d("download", "t-1", tmp_path)
     assert list(tmp_path.iterdir()) == []
@@ -347,7 +387,7 @@ def test_a_storage_that_cannot_be_reached_is_a_connect_error(
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     with serve_in_thread() as srv, driven(driver, srv) as d:
-        replace_get_result(d, monkeypatch, result_with({"o": f"http://127.0.0.1:{port}/f?s=1"}))
+        replace_results(d, monkeypatch, result_with({"o": f"http://127.0.0.1:{port}/f?s=1"}))
         with pytest.raises(sseproto.ConnectError) as error:
             d("download", "t-1", tmp_path)
     assert not isinstance(error.value, httpx.HTTPError)
@@ -420,7 +460,7 @@ def test_a_dropped_connection_is_resumed_with_range(
         serve_in_thread() as srv,
         driven(driver, srv) as d,
     ):
-        replace_get_result(d, monkeypatch, result_with({"o": link}))
+        replace_results(d, monkeypatch, result_with({"o": link}))
         d("download", "t-1", tmp_path)
     assert (tmp_path / "f.bin").read_bytes() == whole
     assert [h.get("range") for h in seen] == [None, "bytes=51200-", "bytes=76800-"]
@@ -436,7 +476,7 @@ def test_a_connection_dropped_four_times_is_an_error_and_keeps_the_part(
         serve_in_thread() as srv,
         driven(driver, srv) as d,
     ):
-        replace_get_result(d, monkeypatch, result_with({"o": link}))
+        replace_results(d, monkeypatch, result_with({"o": link}))
         with pytest.raises(sseproto.RemoteProtocolError) as error:
             d("download", "t-1", tmp_path)
     assert len(seen) == 4  # the first try, then three resumed
@@ -456,7 +496,7 @@ def test_a_stalled_download_is_resumed_then_a_read_timeout(
         serve_in_thread() as srv,
         driven(driver, srv, read_timeout=0.1) as d,
     ):
-        replace_get_result(d, monkeypatch, result_with({"o": link}))
+        replace_results(d, monkeypatch, result_with({"o": link}))
         with pytest.raises(sseproto.ReadTimeout):
             d("download", "t-1", tmp_path)
     # Each try brings half of what is left of the 16,384 bytes, kept in the part.
@@ -474,7 +514,7 @@ def test_a_cancelled_download_keeps_its_part_and_leaves_no_socket_open(
         serve_in_thread() as srv,
         driven(driver, srv) as d,
     ):
-        replace_get_result(d, monkeypatch, *[result_with({"o": link})] * 2)
+        replace_results(d, monkeypatch, *[result_with({"o": link})] * 2)
         assert d.loop is not None
         with pytest.raises(asyncio.TimeoutError):
             d.loop.run_until_complete(asyncio.wait_for(d.client.download("t-1", tmp_path), 0.3))

@@ -21,6 +21,7 @@ Storage errors are S3-like XML (``<Error><Code>…</Code><Message>…</Message>`
 
 from __future__ import annotations
 
+import email.utils
 import functools
 import hashlib
 import hmac
@@ -336,6 +337,13 @@ class TestServer:
     ) -> None:
         if isinstance(event, h11.Data) and getattr(conn, "head", False):
             return  # the answer to a HEAD has headers only
+        if isinstance(event, h11.Response):  # every answer says the server's time
+            date = email.utils.formatdate(_unix(trio.current_time()), usegmt=True)
+            event = h11.Response(
+                status_code=event.status_code,
+                headers=[*event.headers, (b"Date", date.encode())],
+                reason=event.reason,
+            )
         data = conn.send(event)
         if data:
             await stream.send_all(data)
