@@ -32,6 +32,7 @@ if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
 
 from ._errors import ConnectError, ConnectTimeout, ProxyError, ReadTimeout, RemoteProtocolError
+from ._framing import BodyFraming, FramingError
 from ._net import name_not_known, unknown_host
 from ._rules import MAX_INFORMATIONAL, Origin, check_headers, joined, parse_url
 from ._tls import default_ssl_context, find_ssl_error, handshake_error
@@ -70,6 +71,10 @@ class Connection:
         self._stream = stream
         self._h11 = h11.Connection(h11.CLIENT)
         self._broken = False
+        self._method = ""
+        # Set by own_framing: the body is then read by _framing, not h11.
+        self._framing: BodyFraming | None = None
+        self._pending = b""  # body bytes h11 had read past the head
         #: True once a byte of the answer to the last request arrived (after that,
         #: the request must not be sent again: the server may have acted on it).
         self.answer_started = False
@@ -148,6 +153,7 @@ class Connection:
         asked again just before a reuse, as an idle connection can change."""
         return (
             not self._broken
+            and self._framing is None
             and self._h11.our_state is h11.DONE
             and self._h11.their_state is h11.DONE
             and not self._h11.trailing_data[0]
@@ -198,6 +204,7 @@ class Connection:
         if self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE:
             self._h11.start_next_cycle()
         self.answer_started = False
+        self._method = method
         items = [(b"Host", self.origin.authority.encode("ascii"))]
         items += [
             (name.encode("ascii"), value.encode("utf-8"))
@@ -233,13 +240,40 @@ class Connection:
                 )
             raise self._protocol_error(f"unexpected {type(event).__name__} before a response")
 
+    def own_framing(self, response: Response) -> None:
+        """Read the rest of ``response``'s body with ``_framing`` instead of h11 (an
+        event stream's body: the hot path, a read per event, for hours). The
+        connection is not reused after it."""
+        self._framing = BodyFraming.of(self._method, response.status_code, response.fields)
+        self._pending = self._h11.trailing_data[0]
+
     async def receive_body(self, *, read_timeout: float) -> bytes:
         """The next piece of the response body as it arrives; ``b""`` at its end.
 
         Raises:
             ReadTimeout: No bytes for ``read_timeout`` seconds.
-            RemoteProtocolError: The connection closed before the body's end.
+            RemoteProtocolError: The connection closed before the body's end, or
+                the body's framing is broken.
         """
+        framing = self._framing
+        if framing is not None:
+            try:
+                if self._pending:
+                    data, self._pending = self._pending, b""
+                    body = framing.feed(data)
+                    if body:
+                        return body
+                while not framing.done:
+                    data = await self._receive_some(read_timeout)
+                    if not data:
+                        framing.eof()
+                        break
+                    body = framing.feed(data)
+                    if body:
+                        return body
+            except FramingError as exc:
+                raise self._protocol_error(f"{self.origin} broke HTTP/1.1: {exc}") from None
+            return b""
         while True:
             event = await self._next_event(read_timeout)
             if isinstance(event, h11.Data):
@@ -304,22 +338,7 @@ class Connection:
             except h11.RemoteProtocolError as exc:
                 raise self._protocol_error(_remote_message(self.origin, exc)) from None
             if event is h11.NEED_DATA:
-                data = b""
-                with trio.move_on_after(read_timeout) as idle:
-                    try:
-                        data = bytes(await self._stream.receive_some(_READ_SIZE))
-                        if data:
-                            self.answer_started = True
-                    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                        raise self._protocol_error(
-                            f"the connection to {self.origin} broke: {_reason(exc)}"
-                        ) from None
-                if idle.cancelled_caught:
-                    self._broken = True
-                    raise ReadTimeout(
-                        f"no data from {self.origin} for {read_timeout} s (the idle read "
-                        f"timeout): the connection is presumed dead"
-                    )
+                data = await self._receive_some(read_timeout)
                 try:
                     self._h11.receive_data(data)
                 except h11.RemoteProtocolError as exc:
@@ -330,6 +349,26 @@ class Connection:
             if not isinstance(event, h11.Event):  # PAUSED: we never pipeline requests
                 raise self._protocol_error("the server answered more than was asked")
             return event
+
+    async def _receive_some(self, read_timeout: float) -> bytes:
+        """One network read (``b""``: the server closed), within ``read_timeout``."""
+        data = b""
+        with trio.move_on_after(read_timeout) as idle:
+            try:
+                data = bytes(await self._stream.receive_some(_READ_SIZE))
+                if data:
+                    self.answer_started = True
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                raise self._protocol_error(
+                    f"the connection to {self.origin} broke: {_reason(exc)}"
+                ) from None
+        if idle.cancelled_caught:
+            self._broken = True
+            raise ReadTimeout(
+                f"no data from {self.origin} for {read_timeout} s (the idle read "
+                f"timeout): the connection is presumed dead"
+            )
+        return data
 
     def _protocol_error(self, message: str) -> RemoteProtocolError:
         self._broken = True

@@ -110,6 +110,7 @@ class EventStream(EventStreamBase):
             now = trio.current_time()
             stream = source.receive_response(response.status_code, response.fields, now)
             if stream:
+                conn.own_framing(response)  # the hot path: no h11 per read
                 self._conn = conn
             elif source.wants_error_body:  # for the error: bounded in size and time
                 body = b""

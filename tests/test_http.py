@@ -306,10 +306,12 @@ def test_parse_url_refuses(url: str, match: str) -> None:
         ),
     ],
 )
+@pytest.mark.parametrize("own", [False, True], ids=["h11", "own_framing"])
 async def test_every_body_framing_streams_to_its_end(
-    autojump_clock: trio.testing.MockClock, framing: str, body: bytes
+    autojump_clock: trio.testing.MockClock, framing: str, body: bytes, own: bool
 ) -> None:
-    """Close-delimited, Content-Length and chunked bodies all arrive whole, then b""."""
+    """Close-delimited, Content-Length and chunked bodies all arrive whole, then b"",
+    read by h11 (JSON calls) or by ``_framing`` (event streams)."""
     head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
     wire = head + (b"Connection: close\r\n\r\n" + body if framing == "close_delimited" else body)
 
@@ -326,9 +328,52 @@ async def test_every_body_framing_streams_to_its_end(
         )
         async with conn:
             response = await conn.request("GET", "/", [], read_timeout=TIMEOUT)
+            if own:
+                conn.own_framing(response)
             received = b""
             while chunk := await conn.receive_body(read_timeout=TIMEOUT):
                 received += chunk
+            if own:
+                assert not conn.reusable  # a stream's connection is never reused
         nursery.cancel_scope.cancel()
     assert media_type(response.headers["content-type"]) == "text/event-stream"
     assert received == b"data: a\n\ndata: b\n\n"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"Transfer-Encoding: chunked\r\n\r\n9\r\ndata: a\n\nXX", "broke HTTP/1.1: no CRLF"),
+        (b"Transfer-Encoding: chunked\r\n\r\nzz\r\n", "broke HTTP/1.1: illegal chunk header"),
+        (b"Transfer-Encoding: chunked\r\n\r\n9\r\ndata", "in the middle of a response"),
+        (b"Content-Length: 100\r\n\r\ndata: a\n\n", "in the middle of a response"),
+    ],
+)
+async def test_broken_framing_of_a_stream_is_a_protocol_error(
+    autojump_clock: trio.testing.MockClock, body: bytes, message: str
+) -> None:
+    wire = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n" + body
+
+    async def answer(stream: trio.SocketStream) -> None:
+        await stream.receive_some(65536)
+        await stream.send_all(wire)
+        await stream.aclose()
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(partial(trio.serve_tcp, answer, 0, host="127.0.0.1"))
+        port = listeners[0].socket.getsockname()[1]
+        conn = await Connection.connect(
+            Origin("http", "127.0.0.1", port), ssl_context=None, connect_timeout=TIMEOUT
+        )
+        async with conn:
+            response = await conn.request("GET", "/", [], read_timeout=TIMEOUT)
+            conn.own_framing(response)
+
+            async def drain() -> None:
+                while await conn.receive_body(read_timeout=TIMEOUT):
+                    pass
+
+            with pytest.raises(RemoteProtocolError, match=message) as caught:
+                await drain()
+        nursery.cancel_scope.cancel()
+    assert f"127.0.0.1:{port}" in str(caught.value)

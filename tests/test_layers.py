@@ -25,6 +25,7 @@ CORE = [
     "_driver.py",
     "_proxy.py",
     "_transfer.py",
+    "_framing.py",
 ]
 FORBIDDEN = {"trio", "h11", "httpx", "ssl", "socket", "time", "asyncio", "threading", "select"}
 
