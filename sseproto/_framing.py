@@ -4,10 +4,11 @@ Theory of operation: h11 reads every response head, and the bodies of JSON calls
 an event stream's body, read for hours a network read at a time, is unframed here
 instead, at a cost of one ``find`` and one slice per read where h11 makes several
 calls per read (measured before: h11 was about a fifth of the trio transport's CPU
-per event on a trickling stream). :class:`BodyFraming` is told the head (:meth:`BodyFraming.of`), then fed what
-the connection reads; it answers the body's bytes in them and knows the end:
-``chunked`` (the size lines, the CRLF after each chunk's data, the trailer section),
-``Content-Length``, or the connection's close (HTTP/1.0 style).
+per event on a trickling stream). :class:`BodyFraming` is told the head
+(:meth:`BodyFraming.of`), then fed what the connection reads; it answers the body's
+bytes in them and knows the end: ``chunked`` (the size lines, the CRLF after each
+chunk's data, the trailer section), ``Content-Length``, or the connection's close
+(HTTP/1.0 style).
 
 It is as strict as h11 (the same chunk-size grammar: 1 to 20 hex digits, an
 extension after ``;`` ignored, spaces or tabs before the CRLF) and bounded: a size

@@ -36,6 +36,7 @@ from ._framing import BodyFraming, FramingError
 from ._net import name_not_known, unknown_host
 from ._rules import MAX_INFORMATIONAL, Origin, check_headers, joined, parse_url
 from ._tls import default_ssl_context, find_ssl_error, handshake_error
+from ._tlsstream import TLSStream
 
 if TYPE_CHECKING:
     import ssl
@@ -122,9 +123,7 @@ class Connection:
                     await _open_tunnel(tcp, proxy, origin)
                 if origin.scheme == "https":
                     context = ssl_context or default_ssl_context()
-                    tls = trio.SSLStream(
-                        tcp, context, server_hostname=origin.host, https_compatible=True
-                    )
+                    tls = TLSStream(tcp, context, server_hostname=origin.host)
                     stream = tls
                     await tls.do_handshake()
         except trio.TooSlowError:
@@ -164,7 +163,7 @@ class Connection:
         """Whether the socket under the stream has bytes or an end of file waiting: on
         an idle connection, either means it cannot carry the next request."""
         stream = self._stream
-        if isinstance(stream, trio.SSLStream):
+        if isinstance(stream, TLSStream):
             stream = stream.transport_stream
         if not isinstance(stream, trio.SocketStream):
             return False  # a test's in-memory stream: nothing to ask
@@ -353,7 +352,7 @@ class Connection:
     async def _receive_some(self, read_timeout: float) -> bytes:
         """One network read (``b""``: the server closed), within ``read_timeout``."""
         data = b""
-        with trio.move_on_after(read_timeout) as idle:
+        with trio.CancelScope(deadline=trio.current_time() + read_timeout) as idle:
             try:
                 data = bytes(await self._stream.receive_some(_READ_SIZE))
                 if data:
