@@ -130,6 +130,31 @@ _RFC3339: Final = re.compile(
     r"(?:[Zz]|([+-])(\d{2}):?(\d{2}))?",
     re.ASCII,
 )
+_UTC: Final = timezone.utc
+_fromisoformat: Final = datetime.fromisoformat
+#: The timestamps parse_timestamp hands to datetime.fromisoformat: a subset of what
+#: _RFC3339 matches (nothing around it, ``T``, ``t`` or a space between date and time,
+#: a fraction of 1 to 9 digits or none, then ``Z``, ``±hh:mm`` or nothing), in which
+#: the hours are below 24 and the seconds below 60: a newer fromisoformat may read
+#: 24:00 as the next day's midnight, and none reads :60 as :59 as the general path does.
+_ISO_LAYOUT: Final = re.compile(
+    r"\d{4}-\d\d-\d\d[Tt ](?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,9})?"
+    r"(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)?",
+    re.ASCII,
+).fullmatch
+
+
+def _fromisoformat_reads_rfc3339() -> bool:
+    """True if datetime.fromisoformat reads ``Z`` and fractions of any length, cut to
+    microseconds (Python 3.11 and later); 3.10's does not, and takes no fast path."""
+    try:
+        parsed = _fromisoformat("2000-01-02T03:04:05.1234567Z")
+    except ValueError:
+        return False
+    return parsed == datetime(2000, 1, 2, 3, 4, 5, 123456, tzinfo=_UTC) and parsed.tzinfo is _UTC
+
+
+_ISO_FAST: Final = _fromisoformat_reads_rfc3339()
 
 
 def parse_timestamp(value: object) -> datetime | None:
@@ -141,6 +166,27 @@ def parse_timestamp(value: object) -> datetime | None:
     epoch. Anything else (including ``None``) gives None: a timestamp is never a
     reason to reject a payload.
     """
+    if type(value) is str:
+        if _ISO_FAST and _ISO_LAYOUT(value):
+            # The fast path: the usual layouts (see _ISO_LAYOUT) go to
+            # datetime.fromisoformat, several times cheaper than the general way. For
+            # them it gives what _parse_timestamp_slow gives (tests/test_tasks_fastpath.py
+            # checks); anything else, and anything fromisoformat refuses (a 30
+            # February), goes the general way.
+            try:
+                parsed = _fromisoformat(value)
+            except ValueError:
+                pass
+            else:
+                return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=_UTC)
+    elif value is None:  # an absent field
+        return None
+    return _parse_timestamp_slow(value)
+
+
+def _parse_timestamp_slow(value: object) -> datetime | None:
+    """:func:`parse_timestamp` for any value, by the regex: the general path, and the
+    reference that the fast path is tested against."""
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
@@ -205,6 +251,9 @@ def _opt_container(obj: dict[str, Any], key: str) -> dict[str, Any] | list[Any] 
     return value if isinstance(value, (dict, list)) else None
 
 
+_isfinite: Final = math.isfinite
+
+
 def _finite(value: object) -> float | None:
     """A JSON number as a finite float, or None (bools, NaN, infinities, huge ints)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -256,6 +305,9 @@ def _where(sse: ServerSentEvent | None) -> str:
 
 
 _JSON: Final = json.JSONDecoder(strict=False)  # json.loads would build one per call
+#: The scanner that _JSON.decode runs once it has skipped whitespace (typeshed does not
+#: declare the attribute).
+_SCAN_ONCE: Final[Callable[[str, int], tuple[Any, int]]] = _JSON.scan_once  # type: ignore[attr-defined]
 #: The deepest JSON accepted (objects and arrays inside each other). Deeper payloads
 #: are refused: re-serialising or printing them would exhaust Python's stack.
 MAX_JSON_DEPTH: Final = 100
@@ -270,7 +322,21 @@ def _load_json(text: str | bytes) -> Any:
         ValueError: Not JSON, or nested deeper than :data:`MAX_JSON_DEPTH`.
     """
     try:
-        value = _JSON.decode(text) if isinstance(text, str) else json.loads(text, strict=False)
+        if isinstance(text, str):
+            # The usual text is one JSON value from its first character to its last:
+            # the scanner alone reads it, as _JSON.decode would, without the whitespace
+            # matching that decode does around it in Python. Anything else (whitespace
+            # around the value, no value, extra data) goes to decode itself, which reads
+            # it or raises its own error. The scanner's errors are decode's: decode
+            # would have made the same call.
+            try:
+                value, end = _SCAN_ONCE(text, 0)
+            except StopIteration:
+                end = -1
+            if end != len(text):
+                value = _JSON.decode(text)
+        else:
+            value = json.loads(text, strict=False)
     except RecursionError:  # deeper than the interpreter's stack: past the bound too
         raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels") from None
     # Only a text of more than 2 * MAX_JSON_DEPTH characters, and then only one with
@@ -419,6 +485,31 @@ class UnknownEvent:
         return self.json if isinstance(self.json, dict) else {}
 
 
+def _slots_twin(cls: type) -> type:
+    """A plain class with the slots of the frozen dataclass ``cls``, to build its
+    instances fast: fill the slots of an instance, then set its ``__class__`` to ``cls``.
+
+    A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``
+    (its own ``__setattr__`` refuses), which made building a ``Progress`` cost about as
+    much as decoding its JSON; attribute stores on a plain class and one ``__class__``
+    assignment (which Python allows between classes of the same slots) cost a quarter
+    of that. The result is an ordinary instance of ``cls``, as frozen as any: same type,
+    same field values, so the same repr, equality and hash. Every decoder fills every
+    slot (tests/test_tasks_fastpath.py checks each event against the constructor).
+    """
+    slots = vars(cls)["__slots__"]
+    return type(f"_{cls.__name__}Slots", (), {"__slots__": slots, "__module__": __name__})
+
+
+_new: Final = object.__new__
+_StatusChangedSlots: Final = _slots_twin(StatusChanged)
+_ProgressSlots: Final = _slots_twin(Progress)
+_CompletedSlots: Final = _slots_twin(Completed)
+_FailedSlots: Final = _slots_twin(Failed)
+_CancelledSlots: Final = _slots_twin(Cancelled)
+_StreamErrorSlots: Final = _slots_twin(StreamError)
+
+
 #: What :func:`decode_task_event` returns.
 TaskEvent: TypeAlias = (
     StatusChanged | Progress | Completed | Failed | Cancelled | StreamError | UnknownEvent
@@ -462,43 +553,88 @@ def decode_task_event(sse: ServerSentEvent) -> TaskEvent:
     return decode(obj, sse)
 
 
+# The decoders run for every event of every stream, so they are written for speed:
+# each field is read once, a value of the usual type is taken as it is, and only
+# another value goes through the general readers (which read it again and decide as
+# they always did). The event is built through its _Slots twin (see _slots_twin).
+
+
 def _status_event(obj: dict[str, Any], sse: ServerSentEvent) -> StatusChanged:
-    task_id = _required_str(obj, "task_id", sse, number_ok=True)
-    # ``status`` as documented; ``task_status`` (the polling endpoint's name) when the
-    # event carries that instead. The error names ``status``, the documented field.
-    use_task_status = not _nonblank(obj.get("status")) and _nonblank(obj.get("task_status"))
-    status = TaskStatus(_required_str(obj, "task_status" if use_task_status else "status", sse))
-    return StatusChanged(task_id, status, parse_timestamp(obj.get("timestamp")), sse, obj)
+    get = obj.get
+    task_id = get("task_id")
+    if type(task_id) is not str or not task_id.strip():
+        task_id = _required_str(obj, "task_id", sse, number_ok=True)
+    status = get("status")
+    # A documented status as sent ("running") is its TaskStatus, found by a lookup.
+    status = _STATUSES.get(status) if type(status) is str else None
+    if status is None:
+        # ``status`` as documented; ``task_status`` (the polling endpoint's name) when
+        # the event carries that instead. The error names ``status``, the documented
+        # field.
+        use_task_status = not _nonblank(get("status")) and _nonblank(get("task_status"))
+        status = TaskStatus(_required_str(obj, "task_status" if use_task_status else "status", sse))
+    event: Any = _new(_StatusChangedSlots)
+    event.task_id = task_id
+    event.status = status
+    event.timestamp = parse_timestamp(get("timestamp"))
+    event.sse = sse
+    event.raw = obj
+    event.__class__ = StatusChanged
+    decoded: StatusChanged = event
+    return decoded
 
 
 def _progress_event(obj: dict[str, Any], sse: ServerSentEvent) -> Progress:
-    task_id = _required_str(obj, "task_id", sse, number_ok=True)
-    value = _finite(obj.get("progress"))
-    if value is None:
-        got = "missing" if "progress" not in obj else _short(obj["progress"])
-        raise TaskEventError(
-            f"{_where(sse)} needs a number 'progress' from 0 to 1, got {got}",
-            event=sse,
-            field="progress",
-            payload=obj,
-        )
-    return Progress(
-        task_id,
-        _fraction(value),
-        _opt_int(obj, "step_current"),
-        _opt_int(obj, "step_total"),
-        _opt_str(obj, "current_node"),
-        _opt_str(obj, "stage"),
-        _opt_str(obj, "message"),
-        parse_timestamp(obj.get("timestamp")),
-        sse,
-        obj,
-    )
+    get = obj.get
+    task_id = get("task_id")
+    if type(task_id) is not str or not task_id.strip():
+        task_id = _required_str(obj, "task_id", sse, number_ok=True)
+    value = get("progress")
+    if type(value) is not float or not _isfinite(value):
+        value = _finite(value)
+        if value is None:
+            got = "missing" if "progress" not in obj else _short(obj["progress"])
+            raise TaskEventError(
+                f"{_where(sse)} needs a number 'progress' from 0 to 1, got {got}",
+                event=sse,
+                field="progress",
+                payload=obj,
+            )
+    step_current = get("step_current")
+    if step_current is not None and type(step_current) is not int:
+        step_current = _opt_int(obj, "step_current")
+    step_total = get("step_total")
+    if step_total is not None and type(step_total) is not int:
+        step_total = _opt_int(obj, "step_total")
+    current_node = get("current_node")
+    if current_node is not None and type(current_node) is not str:
+        current_node = _opt_str(obj, "current_node")
+    stage = get("stage")
+    if stage is not None and type(stage) is not str:
+        stage = _opt_str(obj, "stage")
+    message = get("message")
+    if message is not None and type(message) is not str:
+        message = _opt_str(obj, "message")
+    event: Any = _new(_ProgressSlots)
+    event.task_id = task_id
+    event.progress = _fraction(value)
+    event.step_current = step_current
+    event.step_total = step_total
+    event.current_node = current_node
+    event.stage = stage
+    event.message = message
+    event.timestamp = parse_timestamp(get("timestamp"))
+    event.sse = sse
+    event.raw = obj
+    event.__class__ = Progress
+    decoded: Progress = event
+    return decoded
 
 
 #: How far past 1.0 a value is still a fraction that a rounding error pushed over
 #: (``1.0000000000000002`` is done); beyond it, a value is a percentage.
 _ROUNDING: Final = 1e-9
+_PERCENT_ABOVE: Final = 1.0 + _ROUNDING
 
 
 def _fraction(value: float) -> float:
@@ -508,30 +644,76 @@ def _fraction(value: float) -> float:
     error) is a percentage, as some runtimes report: ``35`` is 0.35, ``100`` is 1.0.
     Below 0 is 0.0, above 100 % is 1.0.
     """
-    if value > 1.0 + _ROUNDING:
+    if value > _PERCENT_ABOVE:
         value /= 100.0
-    return min(max(value, 0.0), 1.0)
+    # min(max(value, 0.0), 1.0), without the two calls.
+    if value < 0.0:
+        return 0.0
+    if value > 1.0:
+        return 1.0
+    return value
 
 
 def _completed_event(obj: dict[str, Any], sse: ServerSentEvent) -> Completed:
-    task_id = _required_str(obj, "task_id", sse, number_ok=True)
-    return Completed(task_id, obj.get("output"), parse_timestamp(obj.get("completed_at")), sse, obj)
+    get = obj.get
+    task_id = get("task_id")
+    if type(task_id) is not str or not task_id.strip():
+        task_id = _required_str(obj, "task_id", sse, number_ok=True)
+    event: Any = _new(_CompletedSlots)
+    event.task_id = task_id
+    event.output = get("output")
+    event.completed_at = parse_timestamp(get("completed_at"))
+    event.sse = sse
+    event.raw = obj
+    event.__class__ = Completed
+    decoded: Completed = event
+    return decoded
 
 
 def _failed_event(obj: dict[str, Any], sse: ServerSentEvent) -> Failed:
-    task_id = _required_str(obj, "task_id", sse, number_ok=True)
-    # ``error`` as documented, else the first of ``task_error`` (the polling
-    # endpoint's name) and ``message`` that says something.
-    error = next(filter(None, (_opt_error(obj, key) for key in _FAILED_ERROR_KEYS)), "")
-    return Failed(task_id, error, sse, obj)
+    get = obj.get
+    task_id = get("task_id")
+    if type(task_id) is not str or not task_id.strip():
+        task_id = _required_str(obj, "task_id", sse, number_ok=True)
+    error = get("error")
+    if type(error) is not str or not error:
+        # ``error`` as documented, else the first of ``task_error`` (the polling
+        # endpoint's name) and ``message`` that says something.
+        error = next(filter(None, (_opt_error(obj, key) for key in _FAILED_ERROR_KEYS)), "")
+    event: Any = _new(_FailedSlots)
+    event.task_id = task_id
+    event.error = error
+    event.sse = sse
+    event.raw = obj
+    event.__class__ = Failed
+    decoded: Failed = event
+    return decoded
 
 
 def _cancelled_event(obj: dict[str, Any], sse: ServerSentEvent) -> Cancelled:
-    return Cancelled(_required_str(obj, "task_id", sse, number_ok=True), sse, obj)
+    task_id = obj.get("task_id")
+    if type(task_id) is not str or not task_id.strip():
+        task_id = _required_str(obj, "task_id", sse, number_ok=True)
+    event: Any = _new(_CancelledSlots)
+    event.task_id = task_id
+    event.sse = sse
+    event.raw = obj
+    event.__class__ = Cancelled
+    decoded: Cancelled = event
+    return decoded
 
 
 def _error_event(obj: dict[str, Any], sse: ServerSentEvent) -> StreamError:
-    return StreamError(_opt_error(obj, "message") or "", sse, obj)
+    message = obj.get("message")
+    if type(message) is not str:
+        message = _opt_error(obj, "message") or ""
+    event: Any = _new(_StreamErrorSlots)
+    event.message = message
+    event.sse = sse
+    event.raw = obj
+    event.__class__ = StreamError
+    decoded: StreamError = event
+    return decoded
 
 
 #: Where a ``failed`` event's message may be, in order (``error`` is documented).
