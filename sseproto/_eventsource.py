@@ -148,6 +148,8 @@ def _with_defaults(
 
 #: How many recent events are remembered to recognise replays.
 _SEEN_EVENTS: Final = 1024
+#: The backoff's jitter when no ``rng`` is given: shared, seeded by the OS.
+_JITTER: Final = random.Random()
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,7 +256,7 @@ class EventSource:
         self._new_parser()  # checks the limits now, not at a connect
         self._header_source = headers if callable(headers) else None
         self._headers = [] if callable(headers) else _with_defaults(headers)
-        self._rng = rng or random.Random()
+        self._rng = rng or _JITTER  # one per process: a Random is 2.5 KiB a stream
         self._reconnect_after = reconnect_after
         self._floor = min(MIN_CONNECT_INTERVAL, self._max_backoff)
 

@@ -47,6 +47,9 @@ if TYPE_CHECKING:
 __all__ = ["Connection", "Origin", "Response", "parse_url"]
 
 _READ_SIZE = 65536
+#: What a connection holds instead of its h11.Connection once ``own_framing`` took
+#: over (never used: ``request`` refuses, ``reusable`` is False).
+_SPENT = h11.Connection(h11.CLIENT)
 
 
 @dataclass
@@ -200,6 +203,8 @@ class Connection:
             ConfigurationError: A header HTTP cannot carry (``_rules.check_headers``;
                 the machines and the client check theirs before they get here).
         """
+        if self._framing is not None:
+            raise RuntimeError("a request on a connection whose body was read by _framing")
         if self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE:
             self._h11.start_next_cycle()
         self.answer_started = False
@@ -245,6 +250,7 @@ class Connection:
         connection is not reused after it."""
         self._framing = BodyFraming.of(self._method, response.status_code, response.fields)
         self._pending = self._h11.trailing_data[0]
+        self._h11 = _SPENT  # its buffers freed: a kilobyte a stream, for hours
 
     async def receive_body(self, *, read_timeout: float) -> bytes:
         """The next piece of the response body as it arrives; ``b""`` at its end.

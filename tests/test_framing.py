@@ -251,3 +251,10 @@ def test_arbitrary_bytes_give_body_bytes_or_our_error(data: bytes) -> None:
         return
     assert isinstance(body, bytes)
     assert len(body) <= len(data)
+
+
+def test_streams_share_one_jitter_source() -> None:
+    # A random.Random is 2.5 KiB: one per stream was a twentieth of a stream's memory.
+    from sseproto import EventSource
+
+    assert EventSource("https://a.example/e")._rng is EventSource("https://b.example/e")._rng

@@ -335,6 +335,8 @@ async def test_every_body_framing_streams_to_its_end(
                 received += chunk
             if own:
                 assert not conn.reusable  # a stream's connection is never reused
+                with pytest.raises(RuntimeError):
+                    await conn.request("GET", "/", [], read_timeout=TIMEOUT)
         nursery.cancel_scope.cancel()
     assert media_type(response.headers["content-type"]) == "text/event-stream"
     assert received == b"data: a\n\ndata: b\n\n"
