@@ -110,7 +110,8 @@ def check_client(
 
 
 def own_client_options(ssl_context: ssl.SSLContext | None, proxy: Proxy | None) -> dict[str, Any]:
-    """The options of the client a driver creates when given none: ``proxy`` is the one
+    """The options of the client a driver creates when given none (no limit on its
+    connections: each stream holds one); ``proxy`` is the one
     ``_net.route`` chose for its origin (the machines follow redirects to the same
     origin only), so the environment is read by our rules (``_proxy``), as the trio
     transport reads it, and not again by httpx (``trust_env=False``; the trust is
@@ -120,6 +121,9 @@ def own_client_options(ssl_context: ssl.SSLContext | None, proxy: Proxy | None) 
         "follow_redirects": False,
         "trust_env": False,
         "proxy": None if proxy is None else _httpx_proxy(proxy),
+        # A stream holds its connection for its life: httpx's default pool (100
+        # connections) would make the 101st stream of a client wait, silently.
+        "limits": httpx.Limits(max_connections=None, max_keepalive_connections=20),
     }
 
 

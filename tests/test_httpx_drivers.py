@@ -1784,3 +1784,41 @@ def test_the_asyncio_watch_awaits_an_async_on_event(loop: str) -> None:
         result = run_asyncio(main, loop)
     assert result.output == {"n": 1}
     assert seen == ["StatusChanged", "StatusChanged", "Completed"]
+
+
+# -- many streams on one client ------------------------------------------------------
+
+
+def test_one_asyncio_client_carries_more_streams_than_httpxs_default_pool() -> None:
+    """httpx's default pool stops at 100 connections, and a stream holds one for its
+    life: the client sseproto makes has no such limit (the 101st stream waited
+    silently before)."""
+    streams = 110
+    slow = Task(steps=[status("running"), completed({"ok": True}, delay=30.0)])
+    with serve_in_thread({f"t-{i}": slow for i in range(streams)}) as srv:
+
+        async def main() -> int:
+            started = 0
+            all_started = asyncio.Event()
+            async with async_sse.Client(
+                srv.token, srv.base_url, ssl_context=srv.ssl_context
+            ) as client:
+
+                async def follow(task_id: str) -> None:
+                    nonlocal started
+                    events = client.task_events(task_id)
+                    try:
+                        await events.__anext__()
+                        started += 1
+                        if started == streams:
+                            all_started.set()
+                        await all_started.wait()  # every stream open at once
+                    finally:
+                        await events.aclose()
+
+                await asyncio.wait_for(
+                    asyncio.gather(*(follow(f"t-{i}") for i in range(streams))), 20
+                )
+            return started
+
+        assert run_asyncio(main) == streams
