@@ -66,7 +66,7 @@ from __future__ import annotations
 import logging
 import math
 import random
-from collections import deque
+from array import array
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Union
 
@@ -148,6 +148,33 @@ def _with_defaults(
 
 #: How many recent events are remembered to recognise replays.
 _SEEN_EVENTS: Final = 1024
+
+
+class _Recent:
+    """The last ``size`` event fingerprints, 8 bytes each: a ring in an ``array``
+    (a deque of Python ints held 36 bytes each, 36 KiB for a long-lived stream)."""
+
+    __slots__ = ("_items", "_next", "_size")
+
+    def __init__(self, size: int) -> None:
+        self._items = array("q")
+        self._next = 0
+        self._size = size
+
+    def append(self, fingerprint: int) -> None:
+        if len(self._items) < self._size:
+            self._items.append(fingerprint)
+        else:
+            self._items[self._next] = fingerprint
+            self._next = (self._next + 1) % self._size
+
+    def __contains__(self, fingerprint: object) -> bool:
+        return fingerprint in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
 #: The backoff's jitter when no ``rng`` is given: shared, seeded by the OS.
 _JITTER: Final = random.Random()
 
@@ -284,7 +311,7 @@ class EventSource:
         # Fingerprints of recent events with an id, to recognise replays: the hash of
         # the whole event (type, data, id; 64 bits, computed in C), where the event
         # itself would keep up to 1024 large payloads in memory.
-        self._seen: deque[int] = deque(maxlen=_SEEN_EVENTS)
+        self._seen = _Recent(_SEEN_EVENTS)
 
     def __repr__(self) -> str:
         return f"<sseproto EventSource {self._what[4:]} {self._state}>"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import logging
 import random
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -1036,6 +1037,20 @@ def test_replayed_events_are_dropped_until_the_first_new_one(split: Splitter) ->
     # After the first new event the window is closed: the later "2" is delivered.
     assert got == [ev("d", "4"), ev("b", "2", "up")]
     assert es.last_event_id == "2"
+
+
+def test_the_replay_window_is_the_last_1024_events_in_8_bytes_each() -> None:
+    es = EventSource(URL)
+    stream = b"".join(b"id: %d\ndata: e%d\n\n" % (i, i) for i in range(5000))
+    _, events = session(es, 0.0, stream)
+    assert len(events) == 5000
+    assert len(es._seen) == 1024
+    assert sys.getsizeof(es._seen._items) <= 8 * 1024 + 200  # a deque of ints: ~36 KiB
+    open_stream(es, wait(es, 10.0))
+    # The last 1024 are recognised as replays; older ones are new again.
+    assert es.receive_data(b"id: 4990\ndata: e4990\n\nid: 4999\ndata: e4999\n\n") == []
+    old = es.receive_data(b"id: 3000\ndata: e3000\n\n")
+    assert [e.id for e in old] == ["3000"]
 
 
 def test_a_replay_in_several_chunks_then_an_end_delivers_nothing() -> None:
