@@ -124,7 +124,6 @@ import json
 import logging
 import multiprocessing
 import os
-import platform
 import resource
 import ssl
 import subprocess
@@ -139,6 +138,7 @@ from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
+import bench_drivers
 import httpx
 import trio
 import trustme
@@ -146,7 +146,6 @@ from httpx_sse import aconnect_sse
 
 import sseproto
 import sseproto.asyncio
-from sseproto._parser import compiled
 
 if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
@@ -517,7 +516,7 @@ def _serve(pem: str, tickets: int, pipe: Connection) -> None:
         import uvloop
 
         loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
-        flavour = f"uvloop {_version('uvloop')}"
+        flavour = f"uvloop {metadata.version('uvloop')}"
     except ImportError:
         loop = asyncio.new_event_loop()
         flavour = "asyncio"
@@ -1481,18 +1480,8 @@ def print_targets(goals: Sequence[Goal]) -> None:
         print(f"  {g.name:<{width}}{g.value:>26}  {verdict}")
 
 
-def _version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "-"
-
-
 def versions() -> dict[str, str]:
-    out = {"python": f"{platform.python_implementation()} {platform.python_version()}"}
-    for dist in ("sseproto", "trio", "h11", "httpx", "httpx-sse", "httpcore", "anyio", "uvloop"):
-        out[dist] = _version(dist)
-    out["sseproto parser"] = "compiled (mypyc)" if compiled else "pure Python"
+    out = bench_drivers.versions()  # python, sseproto, the HTTP stack, the parser core
     out["sseproto tree"] = _tree()
     out["openssl"] = ssl.OPENSSL_VERSION
     return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import ssl
+from contextlib import asynccontextmanager
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -31,7 +32,7 @@ from sseproto.testing import Fault, Task, TestServer, serve
 from tests.test_stream import STEPS, closed_port, server_connections
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import AsyncIterator, Sequence
 
 TIMEOUT = 30.0  # mock seconds: longer than anything here takes
 
@@ -295,6 +296,27 @@ def test_parse_url_refuses(url: str, match: str) -> None:
         parse_url(url)
 
 
+@asynccontextmanager
+async def answered_with(wire: bytes) -> AsyncIterator[tuple[Connection, Response]]:
+    """A plain-HTTP connection to a loopback server that answers ``wire`` to the first
+    request and closes; the response head to a GET."""
+
+    async def answer(stream: trio.SocketStream) -> None:
+        await stream.receive_some(65536)
+        await stream.send_all(wire)
+        await stream.aclose()
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(partial(trio.serve_tcp, answer, 0, host="127.0.0.1"))
+        port = listeners[0].socket.getsockname()[1]
+        conn = await Connection.connect(
+            Origin("http", "127.0.0.1", port), ssl_context=None, connect_timeout=TIMEOUT
+        )
+        async with conn:
+            yield conn, await conn.request("GET", "/", [], read_timeout=TIMEOUT)
+        nursery.cancel_scope.cancel()
+
+
 @pytest.mark.parametrize(
     ("framing", "body"),
     [
@@ -314,30 +336,16 @@ async def test_every_body_framing_streams_to_its_end(
     read by h11 (JSON calls) or by ``_framing`` (event streams)."""
     head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
     wire = head + (b"Connection: close\r\n\r\n" + body if framing == "close_delimited" else body)
-
-    async def answer(stream: trio.SocketStream) -> None:
-        await stream.receive_some(65536)
-        await stream.send_all(wire)
-        await stream.aclose()
-
-    async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(partial(trio.serve_tcp, answer, 0, host="127.0.0.1"))
-        port = listeners[0].socket.getsockname()[1]
-        conn = await Connection.connect(
-            Origin("http", "127.0.0.1", port), ssl_context=None, connect_timeout=TIMEOUT
-        )
-        async with conn:
-            response = await conn.request("GET", "/", [], read_timeout=TIMEOUT)
-            if own:
-                conn.own_framing(response)
-            received = b""
-            while chunk := await conn.receive_body(read_timeout=TIMEOUT):
-                received += chunk
-            if own:
-                assert not conn.reusable  # a stream's connection is never reused
-                with pytest.raises(RuntimeError):
-                    await conn.request("GET", "/", [], read_timeout=TIMEOUT)
-        nursery.cancel_scope.cancel()
+    async with answered_with(wire) as (conn, response):
+        if own:
+            conn.own_framing(response)
+        received = b""
+        while chunk := await conn.receive_body(read_timeout=TIMEOUT):
+            received += chunk
+        if own:
+            assert not conn.reusable  # a stream's connection is never reused
+            with pytest.raises(RuntimeError):
+                await conn.request("GET", "/", [], read_timeout=TIMEOUT)
     assert media_type(response.headers["content-type"]) == "text/event-stream"
     assert received == b"data: a\n\ndata: b\n\n"
 
@@ -355,27 +363,13 @@ async def test_broken_framing_of_a_stream_is_a_protocol_error(
     autojump_clock: trio.testing.MockClock, body: bytes, message: str
 ) -> None:
     wire = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n" + body
+    async with answered_with(wire) as (conn, response):
+        conn.own_framing(response)
 
-    async def answer(stream: trio.SocketStream) -> None:
-        await stream.receive_some(65536)
-        await stream.send_all(wire)
-        await stream.aclose()
+        async def drain() -> None:
+            while await conn.receive_body(read_timeout=TIMEOUT):
+                pass
 
-    async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(partial(trio.serve_tcp, answer, 0, host="127.0.0.1"))
-        port = listeners[0].socket.getsockname()[1]
-        conn = await Connection.connect(
-            Origin("http", "127.0.0.1", port), ssl_context=None, connect_timeout=TIMEOUT
-        )
-        async with conn:
-            response = await conn.request("GET", "/", [], read_timeout=TIMEOUT)
-            conn.own_framing(response)
-
-            async def drain() -> None:
-                while await conn.receive_body(read_timeout=TIMEOUT):
-                    pass
-
-            with pytest.raises(RemoteProtocolError, match=message) as caught:
-                await drain()
-        nursery.cancel_scope.cancel()
-    assert f"127.0.0.1:{port}" in str(caught.value)
+        with pytest.raises(RemoteProtocolError, match=message) as caught:
+            await drain()
+    assert f"127.0.0.1:{conn.origin.port}" in str(caught.value)
