@@ -1,7 +1,9 @@
 """``_tlsstream.TLSStream``: TLS for one connection, one task at a time, against a
 ``trio.SSLStream`` server on loopback (trustme certificates): the handshake and its
 checks, records split across TCP segments, post-handshake messages, the two ways a
-server ends (close_notify, or a close without it), TLS errors, and checkpoints."""
+server ends (close_notify, or a close without it), TLS errors, checkpoints, and the
+event stream's read with its idle timeout (``receive_within``): through the standard
+socket and through trio's, and losing no byte to a cancellation."""
 
 from __future__ import annotations
 
@@ -57,6 +59,13 @@ async def with_server(
         finally:
             await trio.aclose_forcefully(stream)
             nursery.cancel_scope.cancel()
+
+
+@pytest.fixture(params=["socket", "trio socket"])
+def hide_socket(request: pytest.FixtureRequest) -> bool:
+    """Both ways of reading: the standard socket directly (trio's own attribute), and
+    the public ``trio.socket`` way that a trio release hiding it would leave."""
+    return bool(request.param == "trio socket")
 
 
 async def read_all(stream: TLSStream) -> bytes:
@@ -162,19 +171,31 @@ async def test_garbage_after_the_handshake_is_a_broken_resource() -> None:
     await with_server(handler, client)
 
 
-async def test_a_read_is_a_checkpoint_whether_or_not_it_waits() -> None:
+async def read_once(stream: TLSStream, read: str) -> bytes:
+    """One read of ``stream``: ``receive_some`` (1,000 bytes at most) or the event
+    stream's ``receive_within``."""
+    if read == "receive_some":
+        return await stream.receive_some(1000)
+    return await stream.receive_within(10.0)
+
+
+@pytest.mark.parametrize("read", ["receive_some", "receive_within"])
+async def test_a_read_is_a_checkpoint_whether_or_not_it_waits(hide_socket: bool, read: str) -> None:
     async def handler(tls: trio.SSLStream[trio.SocketStream]) -> None:
         await tls.receive_some()
-        await tls.send_all(b"a" * 100_000)  # more than one read's worth, at once
+        for _ in range(20):  # more than one read's worth, at once
+            await tls.send_all(b"a" * 5000)
         await trio.sleep_forever()
 
     async def client(stream: TLSStream) -> None:
+        if hide_socket:
+            stream._sock = None
         await stream.do_handshake()
         await stream.send_all(b"x")
         got = 0
         while got < 100_000:
             with trio.testing.assert_checkpoints():
-                got += len(await stream.receive_some(1000))
+                got += len(await read_once(stream, read))
 
     await with_server(handler, client)
 
@@ -193,5 +214,74 @@ async def test_a_cancelled_read_can_be_followed_by_another() -> None:
             await stream.receive_some()
         assert scope.cancelled_caught  # cancelled while waiting on the socket
         assert await stream.receive_some() == b"late"
+
+    await with_server(handler, client)
+
+
+# -- receive_within: the event stream's read (the standard socket, or trio's) ----------
+
+
+async def test_the_standard_socket_is_found() -> None:
+    # If a trio release hides it, reads still work (the fallback below), only slower:
+    # this says so.
+    async def handler(tls: trio.SSLStream[trio.SocketStream]) -> None:
+        await trio.sleep_forever()
+
+    async def client(stream: TLSStream) -> None:
+        assert stream._sock is not None
+
+    await with_server(handler, client)
+
+
+async def test_receive_within_reads_then_times_out(hide_socket: bool) -> None:
+    async def handler(tls: trio.SSLStream[trio.SocketStream]) -> None:
+        await tls.receive_some()
+        await tls.send_all(b"first")
+        await trio.sleep_forever()
+
+    async def client(stream: TLSStream) -> None:
+        if hide_socket:
+            stream._sock = None
+        await stream.do_handshake()
+        await stream.send_all(b"x")
+        assert await stream.receive_within(10.0) == b"first"
+        start = trio.current_time()
+        with pytest.raises(trio.TooSlowError):
+            await stream.receive_within(0.2)
+        assert trio.current_time() - start >= 0.2
+
+    await with_server(handler, client)
+
+
+@pytest.mark.parametrize("read", ["receive_some", "receive_within"])
+async def test_a_read_cancelled_at_its_checkpoint_loses_no_byte(
+    hide_socket: bool, read: str
+) -> None:
+    # Bytes already there: a read that does not wait. Cancelled at its checkpoint, it
+    # must not have taken them (a caller's move_on_after around one read, then more).
+    sent = bytes(range(256)) * 400
+
+    async def handler(tls: trio.SSLStream[trio.SocketStream]) -> None:
+        await tls.receive_some()
+        await tls.send_all(sent)
+        await trio.sleep_forever()
+
+    async def client(stream: TLSStream) -> None:
+        if hide_socket:
+            stream._sock = None
+        await stream.do_handshake()
+        await stream.send_all(b"x")
+
+        received = b""
+        cancelled = 0
+        with trio.move_on_after(10):  # a lost byte would leave the loop waiting
+            while len(received) < len(sent):
+                received += await read_once(stream, read)
+                with trio.CancelScope() as scope:
+                    scope.cancel()
+                    received += await read_once(stream, read)
+                cancelled += scope.cancelled_caught
+        assert cancelled > 0
+        assert received == sent
 
     await with_server(handler, client)
