@@ -34,7 +34,14 @@ if sys.version_info < (3, 11):  # pragma: no cover
 from ._errors import ConnectError, ConnectTimeout, ProxyError, ReadTimeout, RemoteProtocolError
 from ._framing import BodyFraming, FramingError
 from ._net import name_not_known, unknown_host
-from ._rules import MAX_INFORMATIONAL, Origin, check_headers, joined, parse_url
+from ._rules import (
+    MAX_CONNECTING,
+    MAX_INFORMATIONAL,
+    Origin,
+    check_headers,
+    joined,
+    parse_url,
+)
 from ._tls import default_ssl_context, find_ssl_error, handshake_error
 from ._tlsstream import TLSStream
 
@@ -50,6 +57,18 @@ _READ_SIZE = 65536
 #: What a connection holds instead of its h11.Connection once ``own_framing`` took
 #: over (never used: ``request`` refuses, ``reusable`` is False).
 _SPENT = h11.Connection(h11.CLIENT)
+#: The connections of this trio run being set up (``_rules.MAX_CONNECTING`` at once).
+_CONNECTING: trio.lowlevel.RunVar[trio.Semaphore] = trio.lowlevel.RunVar("sseproto_connecting")
+
+
+def _connecting() -> trio.Semaphore:
+    """This trio run's turn-taker for connection set-ups."""
+    try:
+        return _CONNECTING.get()
+    except LookupError:
+        turns = trio.Semaphore(MAX_CONNECTING)
+        _CONNECTING.set(turns)
+        return turns
 
 
 @dataclass
@@ -100,14 +119,29 @@ class Connection:
         ``proxy``'s ``CONNECT`` tunnel if one is given (the TLS is then the server's,
         end to end: the proxy sees neither the requests nor the events).
 
+        A trio run sets up at most ``_rules.MAX_CONNECTING`` connections at once; the
+        next ones wait for their turn, and ``connect_timeout`` counts from it.
+
         Raises:
             ConnectTimeout: It took longer than ``connect_timeout`` seconds.
             NameResolutionError: The server's host name (or the proxy's) is not known.
             ProxyError: The proxy would not open the tunnel (``_proxy.Proxy.refused``).
             ConnectError: Refused, unreachable, or the TLS handshake failed.
         """
-        tcp: trio.SocketStream | None = None
         via = f" through the proxy {proxy}" if proxy is not None else ""
+        async with _connecting():  # the timeout starts with our turn
+            return await cls._connect(origin, ssl_context, connect_timeout, proxy, via)
+
+    @classmethod
+    async def _connect(
+        cls,
+        origin: Origin,
+        ssl_context: ssl.SSLContext | None,
+        connect_timeout: float,
+        proxy: Proxy | None,
+        via: str,
+    ) -> Connection:
+        tcp: trio.SocketStream | None = None
         try:
             with trio.fail_after(connect_timeout):
                 peer = proxy.origin if proxy is not None else origin

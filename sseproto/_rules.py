@@ -42,6 +42,7 @@ __all__ = [
     "ERROR_BODY_SECONDS",
     "MAX_ATTEMPTS",
     "MAX_BACKOFF",
+    "MAX_CONNECTING",
     "MAX_INFORMATIONAL",
     "MAX_POLL_FAILURES",
     "MAX_REDIRECTS",
@@ -88,6 +89,12 @@ MIN_CONNECT_INTERVAL = 0.1
 #: the backoff even when it delivered events, so that a server closing at once with
 #: ``retry: 0`` cannot keep the client reconnecting at full speed.
 SHORT_CONNECTION = 1.0
+#: Connections a trio run sets up at once (TCP, a proxy's tunnel, the TLS handshake):
+#: the next ones wait for their turn, and their ``connect_timeout`` starts with it.
+#: Thousands of handshakes started together share the process's CPU; without a limit
+#: each one takes that much longer and they pass their timeout together, to be
+#: retried together (a connect storm).
+MAX_CONNECTING = 100
 #: Informational (1xx) responses accepted before the real one.
 MAX_INFORMATIONAL = 5
 #: The most of an error response's body kept (``HTTPStatusError.body``) ...

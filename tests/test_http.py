@@ -19,6 +19,7 @@ import trio
 import trio.testing
 import trustme
 
+import sseproto._http
 from sseproto import (
     ConfigurationError,
     ConnectError,
@@ -223,6 +224,29 @@ async def test_connect_timeout(autojump_clock: trio.testing.MockClock) -> None:
         assert trio.current_time() - start == pytest.approx(7.0)
     assert isinstance(info.value, ConnectError)
     assert "7.0 s" in str(info.value)
+
+
+async def test_connections_take_turns_and_their_timeout_starts_with_the_turn(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Five set-ups at once, two at a time, against a server that never answers TLS:
+    # each times out 7 s after its turn came, so in pairs, 7 s apart.
+    monkeypatch.setattr(sseproto._http, "MAX_CONNECTING", 2)
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1", backlog=16)
+    ended: list[float] = []
+
+    async def one(origin: Origin) -> None:
+        with pytest.raises(ConnectTimeout, match=r"7\.0 s"):
+            await Connection.connect(origin, ssl_context=None, connect_timeout=7.0)
+        ended.append(trio.current_time() - start)
+
+    async with listeners[0]:
+        origin = Origin("https", "127.0.0.1", listeners[0].socket.getsockname()[1])
+        start = trio.current_time()
+        async with trio.open_nursery() as nursery:
+            for _ in range(5):
+                nursery.start_soon(one, origin)
+    assert ended == pytest.approx([7.0, 7.0, 14.0, 14.0, 21.0])
 
 
 async def test_repr_names_the_origin_and_state(autojump_clock: trio.testing.MockClock) -> None:
