@@ -60,6 +60,13 @@ every figure is that process's.
    which must equal the watchers (a lost result fails the run, loudly). If starting
    them all at once loses results, the run is repeated with the watchers started
    at ``--stagger`` a second, and both lines are shown.
+5. **Bulk**: one stream of ``--bulk-events`` events (100,000; 20,000 with
+   ``--quick``), the same events as the trickle's, its whole body written at once
+   (one ``transport.write``; the server sends it as fast as the client reads), read
+   by each client of ``BULK_CLIENTS`` after its warm-up stream. Shown: events a
+   second (wall) and client CPU per event from the stream's first event to its last,
+   and ``vs httpx``, the row's events a second over the ``httpx`` row's. A stream
+   that loses an event fails the run.
 
 The clients (``--only`` takes their names)
 ------------------------------------------
@@ -79,8 +86,10 @@ The clients (``--only`` takes their names)
 * ``httpx-trio``: the ``httpx`` row's code under ``trio.run`` (httpx's anyio backend).
 
 All of them share one explicit ``ssl.SSLContext`` (trusting the benchmark's CA) in
-parts 1 and 2, and the same timeouts where they have any (10 s to connect, 60 s
-between reads). ``--only`` also takes ``setup`` and ``watch`` (parts 3 and 4).
+parts 1, 2 and 5, and the same timeouts where they have any (10 s to connect, 60 s
+between reads). ``--only`` also takes ``setup``, ``watch`` and ``bulk`` (parts 3, 4
+and 5; ``bulk`` alone runs every client of part 5, ``bulk`` with client names those
+of them that are in ``BULK_CLIENTS``).
 
 The server
 ----------
@@ -88,8 +97,9 @@ One process of its own (multiprocessing, spawn): asyncio on uvloop (when install
 with the standard ``ssl`` module, one ``asyncio.Protocol`` per connection (no thread
 per connection), so that it holds 10,000+ TLS connections on 2 CPUs. Every event is
 pre-encoded (as its HTTP chunk) when its stream is requested; a round is one
-``transport.write`` per stream. It plays just enough of the task API, under
-``https://127.0.0.1:PORT/api/v1/r`` (any ``Authorization: Bearer`` accepted):
+``transport.write`` per stream, and so is a bulk stream's whole body. It plays just
+enough of the task API, under ``https://127.0.0.1:PORT/api/v1/r`` (any
+``Authorization: Bearer`` accepted):
 ``GET /tasks/{id}/events`` (resuming after ``Last-Event-ID``), ``GET
 /tasks/{id}/result`` and ``GET /tasks/{id}`` (keep-alive JSON). While a watch
 session waits for its watchers, it sends each stream a ``: keep-alive`` comment every
@@ -106,6 +116,7 @@ How to run
     python benchmarks/bench_watchers.py --arrival burst       # each round written at once
     python benchmarks/bench_watchers.py --only floor,task_events,httpx --repeat 5
     python benchmarks/bench_watchers.py --watchers 20000 --only watch
+    python benchmarks/bench_watchers.py --only bulk --bulk-events 200000
     python benchmarks/bench_watchers.py --json              # machine-readable, on stdout
 
 Progress goes to stderr, results to stdout. ``--repeat`` runs each client that many
@@ -270,7 +281,8 @@ class _Session:
     ) -> None:
         self.sid = sid
         self.burst = burst  # a round at once, or spread over its period
-        self.expected = expected  # 0: the warm-up session, every event at once
+        # 0: every event at once, when requested (session 0, the warm-ups; a bulk stream)
+        self.expected = expected
         self.events = events  # per stream, the first and the completion included
         self.period = period
         self.auto = auto  # start the rounds when every stream is there (watch)
@@ -806,17 +818,17 @@ async def floor_reader(t: Target) -> AsyncIterator[Reader]:
         tls = trio.SSLStream(tcp, context, server_hostname=host, https_compatible=True)
         try:
             await tls.send_all(request)
-            count, expected = 0, p.expected
+            count, expected, nl = 0, p.expected, False
             while count < expected:
                 data = await tls.receive_some(65536)
                 if not data:
                     break
-                if count == 0:
-                    count = data.count(b"\n\n")
-                    if count:
-                        p.first()
-                else:
-                    count += data.count(b"\n\n")
+                # A read of many events (bulk) may end between a blank line's two "\n".
+                found = data.count(b"\n\n") + (nl and data.startswith(b"\n"))
+                nl = data.endswith(b"\n")
+                if found and not count:
+                    p.first()
+                count += found
             await p.last(count)
         finally:
             await trio.aclose_forcefully(tls)
@@ -852,7 +864,7 @@ async def floor_bio_reader(t: Target) -> AsyncIterator[Reader]:
                     incoming.write(await sock.recv(65536))
             tls.write(request)
             await sock.send(outgoing.read())
-            count, expected = 0, p.expected
+            count, expected, nl = 0, p.expected, False
             while count < expected:
                 try:
                     data = tls.read(65536)
@@ -862,12 +874,11 @@ async def floor_bio_reader(t: Target) -> AsyncIterator[Reader]:
                         break
                     incoming.write(raw)
                     continue
-                if count == 0:
-                    count = data.count(b"\n\n")
-                    if count:
-                        p.first()
-                else:
-                    count += data.count(b"\n\n")
+                found = data.count(b"\n\n") + (nl and data.startswith(b"\n"))
+                nl = data.endswith(b"\n")
+                if found and not count:
+                    p.first()
+                count += found
             await p.last(count)
 
     yield read
@@ -982,7 +993,9 @@ CLIENTS: dict[str, ClientKind] = {
         ClientKind("httpx-trio", "httpx + httpx-sse, trio", TRIO, httpx_reader),
     )
 }
-SECTIONS = ("setup", "watch")
+SECTIONS = ("setup", "watch", "bulk")
+#: The clients of the bulk part (5).
+BULK_CLIENTS = ("floor", "stream", "task_events", "httpx", "asyncio")
 #: The set-up comparison: (client, explicit context?).
 SETUP_VARIANTS = (
     ("stream", True),
@@ -996,7 +1009,7 @@ SETUP_VARIANTS = (
 class Job:
     """What one client process does."""
 
-    mode: str  # "streams" or "watch"
+    mode: str  # "streams", "watch" or "bulk"
     client: str
     base_url: str
     ca_file: str
@@ -1027,21 +1040,30 @@ def _top(errors: Counter[str]) -> list[str]:
     return [f"{n} x {text}" for text, n in errors.most_common(5)]
 
 
+def _target(job: Job) -> Target:
+    context = ssl.create_default_context(cafile=job.ca_file) if job.explicit else None
+    return Target(job.base_url.removesuffix(API_PREFIX), job.base_url, context)
+
+
+async def _warm_up(kind: ClientKind, read: Reader) -> float:
+    """The process's first stream (its one-time costs), then ``gc.collect()``; its CPU."""
+    warm = Tracker(kind.loop, 1, WARM_EVENTS, 1)
+    warm.release.set()
+    cpu = time.process_time()
+    await run_one(read, task_id(0, os.getpid()), warm)
+    cpu = time.process_time() - cpu
+    if warm.errors:
+        raise RuntimeError(f"the warm-up stream failed: {_top(warm.errors)}")
+    gc.collect()
+    return cpu
+
+
 async def streams_main(job: Job, pipe: Connection) -> dict[str, Any]:
     """Parts 1 to 3 in a client process: open, idle, then read the rounds."""
     kind = CLIENTS[job.client]
-    context = ssl.create_default_context(cafile=job.ca_file) if job.explicit else None
-    target = Target(job.base_url.removesuffix(API_PREFIX), job.base_url, context)
     out: dict[str, Any] = {}
-    async with kind.reader(target) as read:
-        warm = Tracker(kind.loop, 1, WARM_EVENTS, 1)
-        warm.release.set()
-        cpu = time.process_time()
-        await run_one(read, task_id(0, os.getpid()), warm)
-        out["first_stream_cpu"] = time.process_time() - cpu
-        if warm.errors:
-            raise RuntimeError(f"the warm-up stream failed: {_top(warm.errors)}")
-        gc.collect()
+    async with kind.reader(_target(job)) as read:
+        out["first_stream_cpu"] = await _warm_up(kind, read)
         rss0 = _rss()
         tracker = Tracker(kind.loop, job.streams, job.events, BATCH)
         try:
@@ -1068,6 +1090,24 @@ async def streams_main(job: Job, pipe: Connection) -> dict[str, Any]:
     out["expected_events"] = job.streams * (job.events - 1)
     out["errors"] = _top(tracker.errors)
     return out
+
+
+async def bulk_main(job: Job, pipe: Connection) -> dict[str, Any]:
+    """Part 5 in a client process: one stream of ``job.events`` events, all written at
+    once, timed from its first event to its last."""
+    kind = CLIENTS[job.client]
+    async with kind.reader(_target(job)) as read:
+        await _warm_up(kind, read)
+        tracker = Tracker(kind.loop, 1, job.events, 1)
+        tracker.release.set()
+        await run_one(read, task_id(job.session, 0), tracker)
+    return {
+        "window_cpu": tracker.cpu_done - tracker.cpu_ready,
+        "window_wall": tracker.wall_done - tracker.wall_ready,
+        "window_events": tracker.received - 1,  # the first one starts the window
+        "expected_events": job.events - 1,
+        "errors": _top(tracker.errors),
+    }
 
 
 async def watch_main(job: Job, pipe: Connection) -> dict[str, Any]:
@@ -1179,8 +1219,8 @@ def _client(job: Job, pipe: Connection) -> None:
         if job.mode == "watch":
             out = trio.run(watch_main, job, pipe)
         else:
-            kind = CLIENTS[job.client]
-            out = run_in(kind.loop, functools.partial(streams_main, job, pipe))
+            main = bulk_main if job.mode == "bulk" else streams_main
+            out = run_in(CLIENTS[job.client].loop, functools.partial(main, job, pipe))
         pipe.send(("result", out))
     except BaseException as exc:
         text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
@@ -1242,14 +1282,9 @@ class Row:
     error: str | None = None
 
     def add(self, sample: dict[str, Any]) -> None:
-        if "error" in sample or sample.get("errors"):
-            self.error = sample.get("error") or "; ".join(sample["errors"])
-            return
-        if sample["window_events"] != sample["expected_events"]:
-            self.error = (
-                f"{sample['window_events']:,} events in the window, "
-                f"not {sample['expected_events']:,}"
-            )
+        error = _failure(sample)
+        if error is not None:
+            self.error = error
             return
         self.runs += 1
         us = 1e6 * sample["window_cpu"] / sample["window_events"]
@@ -1259,6 +1294,17 @@ class Row:
         self.idle_kib = _least(self.idle_kib, sample["idle_bytes"] / 1024 / self.streams)
         self.setup_ms = _least(self.setup_ms, 1000 * sample["setup_cpu"] / self.streams)
         self.first_stream_ms = _least(self.first_stream_ms, 1000 * sample["first_stream_cpu"])
+
+
+def _failure(sample: dict[str, Any]) -> str | None:
+    """Why a run of parts 1, 2 or 5 failed (events lost included), or None."""
+    if "error" in sample or sample.get("errors"):
+        return str(sample.get("error") or "; ".join(sample["errors"]))
+    if sample["window_events"] != sample["expected_events"]:
+        return (
+            f"{sample['window_events']:,} events in the window, not {sample['expected_events']:,}"
+        )
+    return None
 
 
 def _least(a: float | None, b: float) -> float:
@@ -1277,6 +1323,42 @@ def finish_rows(rows: Sequence[Row]) -> None:
                 r.idle_x_floor = r.idle_kib / floor.idle_kib
         if base is not None and base.us_per_event:
             r.vs_httpx = base.us_per_event / r.us_per_event
+
+
+@dataclass
+class BulkRow:
+    """One client's figures on one bulk stream (the best of each over the repeats)."""
+
+    client: str
+    label: str
+    events: int  # in the stream, the first included
+    runs: int = 0
+    events_per_s: float | None = None  # wall, the first event to the last
+    us_per_event: float | None = None  # client CPU
+    cpu_percent: float | None = None  # of the run with the most events a second
+    vs_httpx: float | None = None  # this row's events a second over httpx's
+    error: str | None = None
+
+    def add(self, sample: dict[str, Any]) -> None:
+        error = _failure(sample)
+        if error is not None:
+            self.error = error
+            return
+        self.runs += 1
+        rate = sample["window_events"] / sample["window_wall"]
+        if self.events_per_s is None or rate > self.events_per_s:
+            self.events_per_s = rate
+            self.cpu_percent = 100 * sample["window_cpu"] / sample["window_wall"]
+        self.us_per_event = _least(
+            self.us_per_event, 1e6 * sample["window_cpu"] / sample["window_events"]
+        )
+
+
+def finish_bulk(rows: Sequence[BulkRow]) -> None:
+    base = next((r for r in rows if r.client == "httpx" and r.events_per_s), None)
+    for r in rows:
+        if base is not None and base.events_per_s and r.events_per_s is not None:
+            r.vs_httpx = r.events_per_s / base.events_per_s
 
 
 @dataclass
@@ -1351,6 +1433,26 @@ def print_trickle(rows: Sequence[Row], rounds: int, period: float, arrival: str)
         )
 
 
+def print_bulk(rows: Sequence[BulkRow]) -> None:
+    if not rows:
+        return
+    print(
+        f"\nbulk: one TLS stream, {rows[0].events:,} events written at once "
+        f"(pre-encoded, ~190 B each), timed from its first event to its last"
+    )
+    head = f"{'client':<31}{'events/s':>10}{'vs httpx':>9}{'µs CPU/event':>13}{'CPU %':>7}"
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        if r.error is not None:
+            print(f"{r.label:<31}  FAILED: {r.error}")
+            continue
+        print(
+            f"{r.label:<31}{_fmt(r.events_per_s, '10.0f')}{_fmt(r.vs_httpx, '9.2f', 'x')}"
+            f"{_fmt(r.us_per_event, '13.2f')}{_fmt(r.cpu_percent, '7.0f')}"
+        )
+
+
 def print_setup(rows: Sequence[SetupRow], bundle: int) -> None:
     if not rows:
         return
@@ -1414,12 +1516,17 @@ class Goal:
     met: bool | None  # None: not measured
 
 
-def targets(rows: Sequence[Row], setup: Sequence[SetupRow], watch: WatchRun | None) -> list[Goal]:
+def targets(
+    rows: Sequence[Row],
+    setup: Sequence[SetupRow],
+    watch: WatchRun | None,
+    bulk: Sequence[BulkRow],
+) -> list[Goal]:
     goals: list[Goal] = []
     n = rows[0].streams if rows else 0
     by = {r.client: r for r in rows}
     te, st = by.get("task_events"), by.get("stream")
-    at = f"(N={n:,})"
+    at = f"(N={n:,})" if rows else "(N=1,000)"
     x = te.x_floor if te is not None else None
     goals.append(
         Goal(
@@ -1442,6 +1549,14 @@ def targets(rows: Sequence[Row], setup: Sequence[SetupRow], watch: WatchRun | No
             f"idle memory per stream, open_event_stream <= 1.25x floor {at}",
             _fmt(m, ".2f", "x"),
             None if m is None else m <= 1.25,
+        )
+    )
+    b = next((r.vs_httpx for r in bulk if r.client == "task_events"), None)
+    goals.append(
+        Goal(
+            "bulk Client.task_events >= 1.5x httpx + httpx-sse + json.loads (events/s)",
+            _fmt(b, ".2f", "x"),
+            None if b is None else b >= 1.5,
         )
     )
     for what, attr in (("set-up CPU", "cpu_vs_explicit"), ("idle memory", "kib_vs_explicit")):
@@ -1531,6 +1646,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--setup", type=int, metavar="N", help="streams of the set-up part (1000)")
     ap.add_argument("--repeat", type=int, metavar="K", help="best of K runs (3; 1 with --quick)")
     ap.add_argument(
+        "--bulk-events",
+        type=int,
+        metavar="E",
+        help="events of the bulk stream (100000; 20000 with --quick)",
+    )
+    ap.add_argument(
         "--pace",
         type=float,
         default=PACE_MS,
@@ -1566,8 +1687,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     watchers = args.watchers if args.watchers is not None else 500 if args.quick else 10_000
     setup_n = args.setup or (200 if args.quick else 1000)
     repeat = args.repeat or (1 if args.quick else 3)
+    bulk_events = args.bulk_events or (20_000 if args.quick else 100_000)
     if any(n < 1 for n in streams) or rounds < 1 or repeat < 1 or setup_n < 1 or watchers < 0:
         ap.error("--streams, --rounds, --setup and --repeat must be at least 1")
+    if bulk_events < 2:
+        ap.error("--bulk-events must be at least 2")
     chosen = list(CLIENTS) + list(SECTIONS)
     if args.only:
         chosen = [name.strip() for name in args.only.split(",") if name.strip()]
@@ -1575,6 +1699,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if unknown:
             ap.error(f"unknown name(s) {', '.join(unknown)}; choose from {names}")
     clients = [CLIENTS[name] for name in CLIENTS if name in chosen]
+    bulk_clients: list[str] = []
+    if "bulk" in chosen:  # alone, every client of the part; with client names, those
+        named = [name for name in chosen if name in CLIENTS]
+        bulk_clients = [name for name in BULK_CLIENTS if name in named or not named]
     need = max([*streams, setup_n, watchers]) + 200
     limit = _raise_nofile()
     if limit < need:
@@ -1586,6 +1714,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     all_rows: list[list[Row]] = []
     setup_rows: list[SetupRow] = []
     watch_runs: list[WatchRun] = []
+    bulk_rows = [BulkRow(name, CLIENTS[name].label, bulk_events) for name in bulk_clients]
     failed = False
     try:
         for n in streams:
@@ -1618,6 +1747,26 @@ def main(argv: Sequence[str] | None = None) -> int:
                         )
             finish_rows(rows)
             all_rows.append(rows)
+
+        timeout = 120 + bulk_events * 0.001
+        for i in range(repeat if bulk_rows else 0):
+            shift = i % len(bulk_rows)
+            for brow in bulk_rows[shift:] + bulk_rows[:shift]:
+                _log(f"bulk round {i + 1}/{repeat}: {brow.label} ...")
+                sid = server.session(0, bulk_events, MIN_PERIOD)  # 0: written at once
+                job = Job(
+                    "bulk", brow.client, server.base_url, server.ca_file, sid, 1, bulk_events, True
+                )
+                sample = run_job(job, server, timeout)
+                brow.add(sample)
+                if brow.error is not None:
+                    _log(f"  FAILED: {brow.error}")
+                else:
+                    _log(
+                        f"  {sample['window_events'] / sample['window_wall']:,.0f} events/s, "
+                        f"{1e6 * sample['window_cpu'] / sample['window_events']:.2f} µs/event"
+                    )
+        finish_bulk(bulk_rows)
 
         if "setup" in chosen:
             for client, explicit in SETUP_VARIANTS:
@@ -1692,10 +1841,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for rows in all_rows:
         failed |= any(r.error is not None for r in rows)
     failed |= any(r.error is not None for r in setup_rows)
+    failed |= any(r.error is not None for r in bulk_rows)
     failed |= any(run.lost for run in watch_runs)
     first_rows = next((rows for rows in all_rows if rows and rows[0].streams == 1000), None)
     first_rows = first_rows or (all_rows[0] if all_rows else [])
-    goals = targets(first_rows, setup_rows, watch_runs[0] if watch_runs else None)
+    goals = targets(first_rows, setup_rows, watch_runs[0] if watch_runs else None, bulk_rows)
     info = versions()
     if args.json:
         report = {
@@ -1708,6 +1858,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "repeat": repeat,
             "seconds": round(elapsed, 1),
             "trickle": [[asdict(r) for r in rows] for rows in all_rows],
+            "bulk": [asdict(r) for r in bulk_rows],
             "setup": [asdict(r) for r in setup_rows],
             "watchers": [asdict(run) for run in watch_runs],
             "targets": [asdict(g) for g in goals],
@@ -1724,6 +1875,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for rows in all_rows:
             if rows:
                 print_trickle(rows, rounds, _period(rows[0].streams, args.pace), args.arrival)
+        print_bulk(bulk_rows)
         print_setup(setup_rows, server.bundle_certs)
         for run in watch_runs:
             print_watch(run)
