@@ -8,8 +8,9 @@ trees (before and after a change) compare exactly:
 * **parser**: instructions per parse of each ``bench_parser.py`` workload (the quick
   sizes), compiled core and pure core: a run of 4 parses minus a run of 1, over 3, so
   the interpreter's start-up and the workload's construction cancel out.
-* **e2e**: client instructions per event of ``Client.task_events`` over TLS on
-  loopback, the test server in its own process (not counted): 6,000 events minus
+* **e2e**: client instructions per event of ``Client.task_events`` (trio) over TLS
+  on loopback, against httpx + httpx-sse + ``json.loads`` under asyncio on the same
+  stream, the test server in its own process (not counted): 6,000 events minus
   2,000, over 4,000.
 * **drivers**: the same difference for each client of ``bench_drivers.py`` on its
   stream (one HTTP chunk per event, its server in its own process):
@@ -44,6 +45,7 @@ for _ in range({reps}):
 """
 
 _E2E = """
+import asyncio
 import sys
 sys.path.insert(0, {here!r})
 import trio
@@ -52,10 +54,20 @@ import bench_e2e
 if __name__ == "__main__":
     server = bench_e2e.Remote({{"t": bench_e2e.Task(steps=bench_e2e._steps({events}))}})
     try:
-        assert trio.run(bench_e2e.read_sseproto, server, "t") == {events}
+        read = bench_e2e.READERS[{reader!r}]
+        if {runner!r} == "trio":
+            got = trio.run(read, server, "t")
+        else:
+            got = asyncio.run(read(server, "t"))
+        assert got == {events}, got
     finally:
         server.stop()
 """
+#: The e2e clients: (label, bench_e2e reader, runner).
+E2E_CLIENTS = (
+    ("sseproto Client.task_events, trio", "sseproto", "trio"),
+    ("httpx + httpx-sse + json.loads, asyncio", "httpx + httpx-sse", "asyncio"),
+)
 
 
 _DRIVER = """
@@ -126,10 +138,16 @@ def parser_figures() -> None:
 
 
 def e2e_figures() -> None:
-    small = instructions(_E2E.format(here=str(HERE), events=2000))
-    large = instructions(_E2E.format(here=str(HERE), events=6000))
-    print("client instructions per event, Client.task_events over TLS on loopback")
-    print(f"  {(large - small) // 4000:,}")
+    print("client instructions per event over TLS on loopback (bench_e2e.py's server)")
+    figures = []
+    for label, reader, runner in E2E_CLIENTS:
+        small, large = (
+            instructions(_E2E.format(here=str(HERE), events=n, reader=reader, runner=runner))
+            for n in (2000, 6000)
+        )
+        figures.append((large - small) // 4000)
+        print(f"  {label:<42}{figures[-1]:>10,}", flush=True)
+    print(f"  ratio (httpx's over sseproto's){figures[1] / figures[0]:>21.2f}x")
 
 
 def driver_figures() -> None:
