@@ -4,36 +4,33 @@ The tests talk to :mod:`sseproto.testing`'s server (trio + h11 + trustme) in the
 trio run, on trio's ``MockClock`` (autojump): retry delays, read timeouts and the
 polling interval are exact, and a timeline of minutes takes no real time. What that
 server does not play (plain HTTP to loopback, a server slow to answer, empty event
-streams) comes from a small plain-HTTP server here; ``trio.run(sseproto.watch, ...)``
-itself runs against the server in a thread of its own.
+streams) comes from the plain-HTTP server of ``tests/_servers.py``;
+``trio.run(sseproto.watch, ...)`` itself runs against the server in a thread of its own.
 
-The autouse ``net`` fixture counts the TCP connections on both sides: the client's
-(every stream ``trio.open_tcp_stream`` opened for sseproto) and the server's (every
-connection it accepted, and those still being served). Every test ends with all the
-client's sockets closed; tests of keep-alive count the server's connections; tests of
-cancellation also wait for the server's side to end.
+The autouse ``net`` fixture (``tests/_servers.py``) counts the TCP connections on both
+sides: the client's (every stream ``trio.open_tcp_stream`` opened for sseproto) and the
+server's (every connection it accepted, and those still being served). Every test ends
+with all the client's sockets closed; tests of keep-alive count the server's
+connections; tests of cancellation also wait for the server's side to end.
 """
 
 from __future__ import annotations
 
-import inspect
 import itertools
 import json
 import logging
-import os
 import queue
 import ssl
 import threading
 import traceback
 import uuid
-from contextlib import aclosing, asynccontextmanager, contextmanager
+from contextlib import aclosing, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import h11
 import pytest
 import trio
 import trio.testing
@@ -48,6 +45,7 @@ from sseproto import (
     Failed,
     HTTPStatusError,
     Progress,
+    ServerSentEvent,
     SSEProtoError,
     StatusChanged,
     StreamError,
@@ -60,8 +58,10 @@ from sseproto import (
     TaskSnapshot,
     TaskStatus,
     UnknownEvent,
+    decode_task_event,
     watch,
 )
+from sseproto._rules import DEFAULT_RETRY, MAX_ATTEMPTS, TRANSIENT_STATUSES
 from sseproto.testing import (
     Fault,
     RecordedRequest,
@@ -75,6 +75,16 @@ from sseproto.testing import (
     serve,
     status,
 )
+from tests._leaks import clear_environment
+from tests._servers import (
+    ERROR_MESSAGE,
+    Answer,
+    Net,
+    json_answer,
+    plain_server,
+    silent_listener,
+    tracked_connections,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Iterator
@@ -82,24 +92,10 @@ if TYPE_CHECKING:
 #: What ``watch`` hands its ``on_event``.
 Item = TaskEvent | TaskSnapshot | TaskEventError
 
-API = "/api/v1/r"
-#: open_event_stream's default, which watch uses.
-MAX_ATTEMPTS: int = inspect.signature(sseproto.open_event_stream).parameters["max_attempts"].default
 #: Mock seconds any watch here must end within (the slowest gives up reconnecting first).
 WATCH_LIMIT = 600.0
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ0ZXN0In0.c2lnbmF0dXJl"
 TEAM = "6f1d2c3b-4a59-4e8f-9a0b-1c2d3e4f5a6b"
-ENV = ("CYBERUN_API_KEY", "CYBERUN_BASE_URL", "CYBERUN_TEAM_ID")
-
-#: The class decode_task_event makes of each event type.
-CLASS = {
-    "status": "StatusChanged",
-    "progress": "Progress",
-    "completed": "Completed",
-    "failed": "Failed",
-    "cancelled": "Cancelled",
-    "error": "StreamError",
-}
 
 #: The default task (an unscripted id): ComfyUI-like, 8 events, done 3.5 s after its start.
 DEFAULT = Task()
@@ -109,150 +105,54 @@ COMFY_OUTPUT = DEFAULT.timeline[-1][1].data["output"]
 FAILING = [status("running"), progress(0.5, delay=1.0), failed("CUDA out of memory", delay=1.0)]
 
 
-# -- connections, on both sides ------------------------------------------------------
-
-
-@dataclass
-class Net:
-    """The TCP connections of a test: the client's, and the server's."""
-
-    client: list[trio.SocketStream] = field(default_factory=list)
-    accepted: list[trio.SocketStream] = field(default_factory=list)
-    live: set[trio.SocketStream] = field(default_factory=set)
-
-    def open_client_sockets(self) -> list[trio.SocketStream]:
-        return [s for s in self.client if s.socket.fileno() != -1]
-
-    async def close_server_side(self) -> None:
-        """The server closes every connection it holds (as after its idle timeout)."""
-        for tcp in list(self.live):
-            await tcp.aclose()
-        await trio.testing.wait_all_tasks_blocked()
-
-    async def assert_all_closed(self, *, within: float = 300.0) -> None:
-        """No client socket is open, and the server's connections end (mock seconds)."""
-        assert self.open_client_sockets() == []
-        with trio.fail_after(within):
-            while self.live:
-                await trio.sleep(0.5)
+# -- fixtures ------------------------------------------------------------------------
 
 
 @pytest.fixture(autouse=True)
 def net(monkeypatch: pytest.MonkeyPatch) -> Iterator[Net]:
-    tracked = Net()
-    open_tcp_stream = trio.open_tcp_stream
-
-    async def counting_open(*args: Any, **kwargs: Any) -> trio.SocketStream:
-        stream = await open_tcp_stream(*args, **kwargs)
-        tracked.client.append(stream)
-        return stream
-
-    serve_connection = TestServer._serve_connection
-
-    async def counting_serve(self: TestServer, tcp: trio.SocketStream) -> None:
-        tracked.accepted.append(tcp)
-        tracked.live.add(tcp)
-        try:
-            await serve_connection(self, tcp)
-        finally:
-            tracked.live.discard(tcp)
-
-    monkeypatch.setattr(trio, "open_tcp_stream", counting_open)
-    monkeypatch.setattr(TestServer, "_serve_connection", counting_serve)
-    yield tracked
-    leaked = tracked.open_client_sockets()
-    for stream in leaked:  # so that the leak fails this test, not a later one at gc
-        os.close(stream.socket.detach())
-    assert leaked == [], "a client socket was left open"
+    yield from tracked_connections(monkeypatch)
 
 
 @pytest.fixture
 def no_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    """No CYBERUN_* settings from the environment running the tests."""
-    for name in ENV:
-        monkeypatch.delenv(name, raising=False)
+    """No settings (CYBERUN_*, certificates, proxies) from the environment running the
+    tests."""
+    clear_environment(monkeypatch)
     return monkeypatch
 
 
 # -- helpers -------------------------------------------------------------------------
 
 
-#: What the plain server answers to a request target: status, content type, body
-#: (None: it never answers).
-Answer = tuple[int, str, bytes] | None
-
-
-def json_answer(status: int, payload: Any) -> tuple[int, str, bytes]:
-    return status, "application/json", json.dumps(payload).encode()
-
-
-@dataclass
-class PlainServer:
-    """A plain-HTTP server on loopback (the one place sseproto allows plain http), for
-    what sseproto.testing does not play: it answers each request target from ``routes``
-    (404 otherwise) and keeps the connection alive; with ``stall_reused``, it leaves
-    a connection's second request unanswered, as a slow server does."""
-
-    routes: dict[str, Answer]
-    stall_reused: bool = False
-    base_url: str = ""
-    requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
-
-    async def handle(self, stream: trio.SocketStream) -> None:
-        conn = h11.Connection(h11.SERVER)
-        served = 0
-        while True:
-            event = conn.next_event()
-            if event is h11.NEED_DATA:
-                conn.receive_data(await stream.receive_some(65536))
-            elif isinstance(event, h11.Request):
-                headers = {k.decode(): v.decode() for k, v in event.headers}
-                self.requests.append((event.method.decode(), event.target.decode(), headers))
-            elif isinstance(event, h11.EndOfMessage):
-                if served and self.stall_reused:
-                    await trio.sleep_forever()
-                answer = self.routes.get(self.requests[-1][1], json_answer(404, {}))
-                if answer is None:
-                    await trio.sleep_forever()
-                status, content_type, body = answer
-                head = [("Content-Type", content_type), ("Content-Length", str(len(body)))]
-                if 300 <= status < 400:  # a redirect's body is its Location
-                    head.append(("Location", body.decode()))
-                response = h11.Response(status_code=status, headers=head)
-                for part in (response, h11.Data(data=body), h11.EndOfMessage()):
-                    await stream.send_all(conn.send(part) or b"")
-                conn.start_next_cycle()
-                served += 1
-            elif isinstance(event, h11.ConnectionClosed):
-                return
-
-
-@asynccontextmanager
-async def plain_server(
-    routes: dict[str, Answer], *, stall_reused: bool = False
-) -> AsyncIterator[PlainServer]:
-    server = PlainServer(routes, stall_reused)
-    async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(partial(trio.serve_tcp, server.handle, 0, host="127.0.0.1"))
-        server.base_url = f"http://127.0.0.1:{listeners[0].socket.getsockname()[1]}/api"
-        yield server
-        nursery.cancel_scope.cancel()
-
-
-def client_for(server: TestServer, **kwargs: Any) -> Client:
-    """A Client of the server: its key, base URL and trust, unless overridden."""
-    settings: dict[str, Any] = {
+def settings(server: TestServer, **kwargs: Any) -> dict[str, Any]:
+    """Client's and watch's arguments for the server: its key, base URL and trust,
+    unless overridden."""
+    return {
         "api_key": server.token,
         "base_url": server.base_url,
         "ssl_context": server.ssl_context,
         **kwargs,
     }
-    return Client(**settings)
+
+
+def client_for(server: TestServer, **kwargs: Any) -> Client:
+    """A Client of the server (``settings``)."""
+    return Client(**settings(server, **kwargs))
+
+
+def paths(server: TestServer) -> list[str]:
+    """The path of every request the server recorded, under the base URL."""
+    prefix = urlsplit(server.base_url).path
+    return [r.path.removeprefix(prefix) for r in server.requests]
 
 
 def requests_to(server: TestServer, path: str, method: str = "GET") -> list[RecordedRequest]:
     """The requests the server recorded for a path under the base URL."""
-    return [r for r in server.requests if r.method == method and r.path == API + path]
+    return [
+        r
+        for r, under in zip(server.requests, paths(server), strict=True)
+        if r.method == method and under == path
+    ]
 
 
 def label(item: Item) -> str:
@@ -265,11 +165,16 @@ def label(item: Item) -> str:
 
 
 def stream_labels(script: Task, first: int = 1, last: int | None = None) -> list[str]:
-    """The labels of the script's events ``first`` to ``last`` (1-based ids)."""
+    """The labels of the script's events ``first`` to ``last`` (1-based ids): each one
+    as ``decode_task_event`` makes it of the event of task "t-1"."""
     steps = script.timeline[first - 1 : last]
-    return [
-        f"{CLASS.get(step.event, 'UnknownEvent')}#{n}" for n, (_, step) in enumerate(steps, first)
-    ]
+    events = (
+        ServerSentEvent(
+            event=step.event, data=json.dumps({"task_id": "t-1", **step.data}), id=str(n)
+        )
+        for n, (_, step) in enumerate(steps, first)
+    )
+    return [label(decode_task_event(event)) for event in events]
 
 
 async def drain(events: AsyncIterator[Any], into: list[Any]) -> None:
@@ -313,20 +218,9 @@ class Watched:
     def events(self) -> list[TaskEvent]:
         return [i for i in self.items if not isinstance(i, (TaskSnapshot, TaskEventError))]
 
-    @property
-    def snapshots(self) -> list[TaskSnapshot]:
-        return [i for i in self.items if isinstance(i, TaskSnapshot)]
-
     async def watch(self, server: TestServer, task_id: str = "t-1", **kwargs: Any) -> TaskResult:
-        settings: dict[str, Any] = {
-            "api_key": server.token,
-            "base_url": server.base_url,
-            "ssl_context": server.ssl_context,
-            "on_event": self.record,
-            **kwargs,
-        }
         with trio.fail_after(WATCH_LIMIT):  # fail, not hang, if it never ends
-            return await watch(task_id, **settings)
+            return await watch(task_id, **settings(server, on_event=self.record, **kwargs))
 
 
 async def watch_task(server: TestServer, task_id: str = "t-1", **kwargs: Any) -> Watched:
@@ -339,13 +233,15 @@ async def watch_task(server: TestServer, task_id: str = "t-1", **kwargs: Any) ->
 
 
 def check_default_result(result: TaskResult, task_id: str = "t-1") -> None:
-    """The result of the default (ComfyUI-like) task: its output and one image link."""
+    """The result of the default (ComfyUI-like) task: its output and a link to its one
+    image (node "9"), named as ``sseproto.testing.Task`` says."""
     assert result.id == task_id
     assert result.output == COMFY_OUTPUT
     assert result.error is None
     assert result.download_url is None
     assert list(result.download_urls) == ["9.images.0"]
-    assert urlsplit(result.download_urls["9.images.0"]).path.endswith("/ComfyUI_00001_.png")
+    image = COMFY_OUTPUT["9"]["images"][0]["filename"]
+    assert urlsplit(result.download_urls["9.images.0"]).path.endswith(f"/{image}")
     assert result.artifact_urls() == list(result.download_urls.values())
 
 
@@ -426,21 +322,20 @@ def test_plain_http_to_loopback_is_allowed(url: str) -> None:
 
 async def test_plain_http_to_loopback_works(autojump_clock: trio.testing.MockClock) -> None:
     snapshot = {"id": "t-1", "task_status": "running"}
-    async with plain_server({"/api/tasks/t-1": json_answer(200, snapshot)}) as server:
-        client = Client(api_key="sk-plain", base_url=server.base_url)
-        async with client:
-            got = await client.get_task("t-1")
+    async with (
+        plain_server({"/api/tasks/t-1": json_answer(200, snapshot)}) as server,
+        Client(api_key="sk-plain", base_url=server.url("/api")) as client,
+    ):
+        got = await client.get_task("t-1")
     assert got.status is TaskStatus.RUNNING
-    method, target, headers = server.requests[0]
-    assert (method, target) == ("GET", "/api/tasks/t-1")
-    assert headers["authorization"] == "Bearer sk-plain"
+    request = server.requests[0]
+    assert (request.method, request.target) == ("GET", "/api/tasks/t-1")
+    assert request.headers["authorization"] == "Bearer sk-plain"
 
 
 async def test_the_certificate_is_verified(
-    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+    autojump_clock: trio.testing.MockClock, no_env: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
-    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
     async with serve() as server, client_for(server, ssl_context=None) as client:
         with pytest.raises(ConnectError, match="certificate"):
             await client.get_task("t-1")
@@ -711,17 +606,18 @@ async def test_cancelled_during_a_json_call(
     autojump_clock: trio.testing.MockClock, net: Net
 ) -> None:
     snapshot = json_answer(200, {"id": "t-1", "task_status": "running"})
-    async with plain_server({"/api/tasks/t-1": snapshot}, stall_reused=True) as server:
-        client = Client(api_key="sk-plain", base_url=server.base_url)
-        async with client:
-            await client.get_task("t-1")
-            start = trio.current_time()
-            with trio.move_on_after(2.0) as scope:
-                await client.get_task("t-1")  # the server does not answer this one
-            assert scope.cancelled_caught
-            assert trio.current_time() == start + 2.0
-            assert net.open_client_sockets() == []  # the half-used connection is gone
-            again = await client.get_task("t-1")  # on a new connection
+    async with (
+        plain_server({"/api/tasks/t-1": snapshot}, stall_reused=True) as server,
+        Client(api_key="sk-plain", base_url=server.url("/api")) as client,
+    ):
+        await client.get_task("t-1")
+        start = trio.current_time()
+        with trio.move_on_after(2.0) as scope:
+            await client.get_task("t-1")  # the server does not answer this one
+        assert scope.cancelled_caught
+        assert trio.current_time() == start + 2.0
+        assert net.open_client_sockets() == []  # the half-used connection is gone
+        again = await client.get_task("t-1")  # on a new connection
     assert again.status is TaskStatus.RUNNING
     assert len(net.client) == 2
 
@@ -736,18 +632,19 @@ async def test_a_post_is_not_sent_twice_after_a_read_timeout(
         "/api/tasks/t-1": json_answer(200, {"id": "t-1", "task_status": "running"}),
         "/api/workflows/slug/my-flow/run": None,  # never answered
     }
-    async with plain_server(routes) as server:
-        c = Client(api_key="sk-plain", base_url=server.base_url, read_timeout=5.0)
-        async with c:
-            await c.get_task("t-1")  # a connection kept alive
-            start = trio.current_time()
-            raised: SSEProtoError | None = None
-            try:
-                await c.run_workflow("my-flow")
-            except SSEProtoError as exc:
-                raised = exc
-            waited = trio.current_time() - start
-    posts = [target for method, target, _ in server.requests if method == "POST"]
+    async with (
+        plain_server(routes) as server,
+        Client(api_key="sk-plain", base_url=server.url("/api"), read_timeout=5.0) as c,
+    ):
+        await c.get_task("t-1")  # a connection kept alive
+        start = trio.current_time()
+        raised: SSEProtoError | None = None
+        try:
+            await c.run_workflow("my-flow")
+        except SSEProtoError as exc:
+            raised = exc
+        waited = trio.current_time() - start
+    posts = [r.target for r in server.requests if r.method == "POST"]
     assert posts == ["/api/workflows/slug/my-flow/run"]
     assert isinstance(raised, sseproto.ReadTimeout)
     assert waited == 5.0
@@ -873,8 +770,7 @@ async def test_watch_clean(autojump_clock: trio.testing.MockClock, net: Net) -> 
     last = seen.events[-1]
     assert isinstance(last, Completed)
     assert last.output == COMFY_OUTPUT
-    paths = [r.path for r in server.requests]
-    assert paths == [API + "/tasks/t-1/events", API + "/tasks/t-1/result"]  # no polling
+    assert paths(server) == ["/tasks/t-1/events", "/tasks/t-1/result"]  # no polling
     assert len(net.accepted) == 2
 
 
@@ -891,14 +787,14 @@ async def test_watch_stream_request(autojump_clock: trio.testing.MockClock) -> N
 @pytest.mark.parametrize(
     ("script", "resumed_at", "last_event_id"),
     [
-        # dropped at 0.5 s, right after event 2; back after the default 3 s
-        (Task(faults=[Fault("drop_between", after=2)]), 3.5, "2"),
+        # dropped at 0.5 s, right after event 2; back after the default retry delay
+        (Task(faults=[Fault("drop_between", after=2)]), 0.5 + DEFAULT_RETRY, "2"),
         # cut half way through event 3 (at 1 s): the half event is discarded
-        (Task(faults=[Fault("drop_mid_event", after=2)]), 4.0, "2"),
+        (Task(faults=[Fault("drop_mid_event", after=2)]), 1.0 + DEFAULT_RETRY, "2"),
         # the server's retry: 500 ms
         (Task(retry=500, faults=[Fault("drop_between", after=2)]), 1.0, "2"),
         # the server replays the last three events it had sent: not delivered again
-        (Task(replay=3, faults=[Fault("drop_mid_event", after=4)]), 5.0, "4"),
+        (Task(replay=3, faults=[Fault("drop_mid_event", after=4)]), 2.0 + DEFAULT_RETRY, "4"),
         # multi-line JSON data, CRLF line ends, heartbeats, one byte per write
         (
             Task(
@@ -908,7 +804,7 @@ async def test_watch_stream_request(autojump_clock: trio.testing.MockClock) -> N
                 trickle=True,
                 faults=[Fault("drop_mid_event", after=3)],
             ),
-            4.5,
+            1.5 + DEFAULT_RETRY,
             "3",
         ),
     ],
@@ -940,8 +836,8 @@ async def test_watch_replaces_a_stalled_stream(autojump_clock: trio.testing.Mock
         seen = await watch_task(server, read_timeout=5.0)
     assert seen.labels == stream_labels(script)
     _, resumed = requests_to(server, "/tasks/t-1/events")
-    # event 2 at 0.5 s, nothing for 5 s (the read timeout), then the 3 s retry delay
-    assert resumed.time == start + 0.5 + 5.0 + 3.0
+    # event 2 at 0.5 s, nothing for 5 s (the read timeout), then the retry delay
+    assert resumed.time == start + 0.5 + 5.0 + DEFAULT_RETRY
     assert resumed.headers["last-event-id"] == "2"
 
 
@@ -967,7 +863,7 @@ async def test_watch_retries_a_503_after_retry_after(
     assert requests_to(server, "/tasks/t-1") == []
 
 
-@pytest.mark.parametrize("code", [408, 429, 500, 502, 503, 504])
+@pytest.mark.parametrize("code", sorted(TRANSIENT_STATUSES))
 async def test_watch_retries_transient_statuses(
     autojump_clock: trio.testing.MockClock, code: int
 ) -> None:
@@ -978,8 +874,8 @@ async def test_watch_retries_transient_statuses(
     assert seen.labels == stream_labels(script)
     times = [r.time - start for r in requests_to(server, "/tasks/t-1/events")]
     assert len(times) == 3
-    assert times[1] == 3.0  # the first retry waits the default delay
-    assert 3.0 <= times[2] <= 3.0 + 6.0  # then backoff with full jitter: up to 2 x 3 s
+    assert times[1] == DEFAULT_RETRY  # the first retry waits the default delay
+    assert times[1] <= times[2] <= times[1] + 2 * DEFAULT_RETRY  # then full jitter up to 2x
 
 
 @pytest.mark.parametrize("code", [401, 403, 400, 410])
@@ -993,17 +889,11 @@ async def test_watch_raises_on_statuses_polling_cannot_get_past(
             await seen.watch(server)
         await net.assert_all_closed()
     assert info.value.status_code == code
-    assert json.loads(info.value.body)["error"] == f"simulated HTTP {code}"
+    body = {"error": f"simulated HTTP {code}"} | ({"feature": "task_events"} if code == 403 else {})
+    assert json.loads(info.value.body) == body  # the 403's feature payload kept
     assert seen.items == []
-    assert [r.path for r in server.requests] == [API + "/tasks/t-1/events"]  # no polling
+    assert paths(server) == ["/tasks/t-1/events"]  # no polling
     assert secret_free(exception_text(info.value), server.token)
-
-
-async def test_watch_403_keeps_the_feature_payload(autojump_clock: trio.testing.MockClock) -> None:
-    async with serve({"t-1": Task(faults=[Fault("status", code=403)])}) as server:
-        with pytest.raises(HTTPStatusError) as info:
-            await watch_task(server)
-    assert json.loads(info.value.body)["feature"] == "task_events"
 
 
 async def test_watch_with_a_wrong_key_raises_401(autojump_clock: trio.testing.MockClock) -> None:
@@ -1083,7 +973,7 @@ async def test_watch_polls_after_an_error_event_and_a_close(
     ]
     error_event = seen.items[2]
     assert isinstance(error_event, StreamError)
-    assert error_event.message == "simulated: failed to read the task state"
+    assert error_event.message == ERROR_MESSAGE["message"]
     assert [t - start for t in seen.times[3:]] == [0.5, 1.5, 2.5, 3.5]
     assert len(requests_to(server, "/tasks/t-1/events")) == 1  # not reconnected
 
@@ -1094,10 +984,7 @@ async def test_watch_goes_on_after_an_error_event_in_the_stream(
     async with serve({"t-1": ERRORS_AND_UNKNOWNS}) as server:
         seen = await watch_task(server)
     assert seen.labels == stream_labels(ERRORS_AND_UNKNOWNS)
-    assert [r.path for r in server.requests] == [
-        API + "/tasks/t-1/events",
-        API + "/tasks/t-1/result",
-    ]
+    assert paths(server) == ["/tasks/t-1/events", "/tasks/t-1/result"]
 
 
 @pytest.mark.parametrize(
@@ -1142,9 +1029,9 @@ async def test_watch_reaches_the_end_when_streams_keep_ending_empty(
         seen = Watched()
         with trio.move_on_after(WATCH_LIMIT) as scope:
             result = await watch(
-                "t-1", api_key="sk-plain", base_url=server.base_url, on_event=seen.record
+                "t-1", api_key="sk-plain", base_url=server.url("/api"), on_event=seen.record
             )
-    attempts = [target for _, target, _ in server.requests if target.endswith("/events")]
+    attempts = [target for target in server.targets if target.endswith("/events")]
     assert not scope.cancelled_caught, f"still reconnecting after {len(attempts)} empty streams"
     assert result.output == {"k": 1}
     assert seen.labels == ["TaskSnapshot:completed"]
@@ -1238,14 +1125,8 @@ async def test_on_event_sync_or_async(autojump_clock: trio.testing.MockClock, ki
 
     script = Task(faults=[Fault("drop_between", after=3), Fault("error_then_close", after=2)])
     async with serve({"t-1": script}) as server:
-        await watch(
-            "t-1",
-            api_key=server.token,
-            base_url=server.base_url,
-            ssl_context=server.ssl_context,
-            on_event=sync_record if kind == "sync" else async_record,
-            poll_interval=1.0,
-        )
+        on_event = sync_record if kind == "sync" else async_record
+        await watch("t-1", **settings(server, on_event=on_event, poll_interval=1.0))
     assert seen[:6] == [*stream_labels(script, last=5), "StreamError#5"]
     assert len(seen) > 6
     assert all(s.startswith("TaskSnapshot:") for s in seen[6:])
@@ -1254,9 +1135,7 @@ async def test_on_event_sync_or_async(autojump_clock: trio.testing.MockClock, ki
 
 async def test_watch_without_on_event(autojump_clock: trio.testing.MockClock) -> None:
     async with serve({"t-1": Task(faults=[Fault("error_then_close", after=1)])}) as server:
-        result = await watch(
-            "t-1", api_key=server.token, base_url=server.base_url, ssl_context=server.ssl_context
-        )
+        result = await watch("t-1", **settings(server))
     check_default_result(result)
 
 
@@ -1395,9 +1274,7 @@ async def test_a_key_that_cannot_be_a_header_is_refused_without_showing_it(
 
 async def test_cancelled_while_connecting(autojump_clock: trio.testing.MockClock, net: Net) -> None:
     # A listener that never accepts: TCP connects (the kernel's backlog), TLS never does.
-    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-    port = listeners[0].socket.getsockname()[1]
-    try:
+    async with silent_listener() as port:
         start = trio.current_time()
         with trio.move_on_after(2.0) as scope:
             await watch("t-1", api_key="sk-test", base_url=f"https://127.0.0.1:{port}/api")
@@ -1405,9 +1282,6 @@ async def test_cancelled_while_connecting(autojump_clock: trio.testing.MockClock
         assert trio.current_time() == start + 2.0
         assert len(net.client) == 1
         assert net.open_client_sockets() == []
-    finally:
-        for listener in listeners:
-            await listener.aclose()
 
 
 def cancellation_case(where: str) -> tuple[Task, dict[str, Any], float]:
@@ -1453,13 +1327,7 @@ async def test_cancelled_while_on_event_awaits(
 
     async with serve() as server:
         with trio.move_on_after(1.0) as scope:
-            await watch(
-                "t-1",
-                api_key=server.token,
-                base_url=server.base_url,
-                ssl_context=server.ssl_context,
-                on_event=slow,
-            )
+            await watch("t-1", **settings(server, on_event=slow))
         assert scope.cancelled_caught
         await net.assert_all_closed()
 
@@ -1468,9 +1336,12 @@ async def test_cancelled_while_on_event_awaits(
 
 
 @contextmanager
-def server_in_a_thread(tasks: dict[str, Task] | None = None) -> Iterator[TestServer]:
+def server_in_a_thread(
+    env: pytest.MonkeyPatch, tasks: dict[str, Task] | None = None
+) -> Iterator[TestServer]:
     """The test server in its own thread and trio run (on an autojump clock of its own,
-    so its timeline takes no time), for a client that calls trio.run itself."""
+    so its timeline takes no time), for a client that calls trio.run itself and finds
+    the server's key, base URL and CA in the environment (set through ``env``)."""
     ready: queue.Queue[tuple[TestServer, trio.lowlevel.TrioToken, trio.CancelScope]]
     ready = queue.Queue()
 
@@ -1484,6 +1355,9 @@ def server_in_a_thread(tasks: dict[str, Task] | None = None) -> Iterator[TestSer
     thread = threading.Thread(target=partial(trio.run, main, clock=clock), daemon=True)
     thread.start()
     server, token, scope = ready.get(timeout=10)
+    env.setenv("CYBERUN_API_KEY", server.token)
+    env.setenv("CYBERUN_BASE_URL", server.base_url)
+    env.setenv("SSL_CERT_FILE", server.ca_path)
     try:
         yield server
     finally:
@@ -1493,23 +1367,18 @@ def server_in_a_thread(tasks: dict[str, Task] | None = None) -> Iterator[TestSer
 
 
 def test_trio_run_watch(no_env: pytest.MonkeyPatch) -> None:
-    with server_in_a_thread() as server:
-        no_env.setenv("CYBERUN_API_KEY", server.token)
-        no_env.setenv("CYBERUN_BASE_URL", server.base_url)
-        no_env.setenv("SSL_CERT_FILE", server.ca_path)
+    with server_in_a_thread(no_env) as server:
         result = trio.run(sseproto.watch, "t-1")
-        requests = list(server.requests)
     check_default_result(result)
-    assert [r.path for r in requests] == [API + "/tasks/t-1/events", API + "/tasks/t-1/result"]
+    assert paths(server) == ["/tasks/t-1/events", "/tasks/t-1/result"]
 
 
 def test_trio_run_watch_raises_task_failed(no_env: pytest.MonkeyPatch) -> None:
-    with server_in_a_thread({"t-1": Task(steps=FAILING)}) as server:
-        no_env.setenv("CYBERUN_API_KEY", server.token)
-        no_env.setenv("CYBERUN_BASE_URL", server.base_url)
-        no_env.setenv("SSL_CERT_FILE", server.ca_path)
-        with pytest.raises(TaskFailed, match="CUDA out of memory"):
-            trio.run(sseproto.watch, "t-1")
+    with (
+        server_in_a_thread(no_env, {"t-1": Task(steps=FAILING)}),
+        pytest.raises(TaskFailed, match="CUDA out of memory"),
+    ):
+        trio.run(sseproto.watch, "t-1")
 
 
 async def test_watch_polling_rides_out_transient_failures(
@@ -1532,13 +1401,7 @@ async def test_watch_polling_rides_out_transient_failures(
     monkeypatch.setattr(Client, "get_task", flaky_get_task)
     async with serve({"t-1": script}) as server:
         start = trio.current_time()
-        result = await watch(
-            "t-1",
-            api_key=server.token,
-            base_url=server.base_url,
-            ssl_context=server.ssl_context,
-            poll_interval=1.0,
-        )
+        result = await watch("t-1", **settings(server, poll_interval=1.0))
         polled = [r.time - start for r in server.requests if r.path.endswith("/tasks/t-1")]
     check_default_result(result)
     assert not failures
@@ -1547,12 +1410,7 @@ async def test_watch_polling_rides_out_transient_failures(
     failures[:] = [sseproto.HTTPStatusError("simulated 404", status_code=404)]
     async with serve({"t-1": script}) as server:
         with pytest.raises(sseproto.HTTPStatusError) as info:
-            await watch(
-                "t-1",
-                api_key=server.token,
-                base_url=server.base_url,
-                ssl_context=server.ssl_context,
-            )
+            await watch("t-1", **settings(server))
     assert info.value.status_code == 404
 
 
@@ -1592,18 +1450,18 @@ async def test_json_calls_follow_same_origin_redirects_only(
 ) -> None:
     """A same-origin redirect is followed; one to another origin is not, so the
     Authorization header never reaches another host."""
-    async with plain_server({}) as other:
+    async with plain_server() as other:
         routes: dict[str, Answer] = {
             "/api/tasks/t-1": (302, "text/plain", b"/api/moved/t-1"),
             "/api/moved/t-1": json_answer(200, {"id": "t-1", "task_status": "running"}),
-            "/api/tasks/t-2": (307, "text/plain", f"{other.base_url}/tasks/t-2".encode()),
+            "/api/tasks/t-2": (307, "text/plain", other.url("/api/tasks/t-2").encode()),
         }
-        async with plain_server(routes) as server, Client("sk-plain", server.base_url) as c:
+        async with plain_server(routes) as server, Client("sk-plain", server.url("/api")) as c:
             snapshot = await c.get_task("t-1")
             with pytest.raises(sseproto.HTTPStatusError) as info:
                 await c.get_task("t-2")
     assert snapshot.status == "running"
-    assert [target for _, target, _ in server.requests] == [
+    assert server.targets == [
         "/api/tasks/t-1",
         "/api/moved/t-1",
         "/api/tasks/t-2",

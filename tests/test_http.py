@@ -1,9 +1,11 @@
 """``sseproto._http``: one HTTP/1.1 connection over TLS, and the URL rules.
 
 Against ``sseproto.testing``'s server on loopback (and, for the handshake failures it
-cannot play, a bare TLS or TCP listener): keep-alive reuse, the body limit, the idle
-read timeout, a body cut short, connect errors, and ``parse_url``. Timing runs on
-trio's ``MockClock`` (autojump).
+cannot play, a bare TLS or TCP listener): keep-alive reuse, the idle read timeout, a
+body cut short, connect errors. Where the socket and TLS are not the subject (the body
+limit, the framings of a body, the repr), the connection runs over an in-memory stream
+to a server of ``tests/_servers.py``. And ``parse_url``. Timing runs on trio's
+``MockClock`` (autojump).
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import json
 import ssl
 from contextlib import asynccontextmanager
-from functools import partial
 from typing import TYPE_CHECKING
 
 import pytest
@@ -30,12 +31,29 @@ from sseproto import (
 from sseproto._http import Connection, Origin, Response, parse_url
 from sseproto._rules import media_type
 from sseproto.testing import Fault, Task, TestServer, serve
-from tests.test_stream import STEPS, closed_port, server_connections
+from tests._servers import (
+    STEPS,
+    Net,
+    PlainServer,
+    closed_port,
+    in_memory,
+    json_answer,
+    serving,
+    silent_listener,
+    tracked_connections,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
+    from collections.abc import AsyncIterator, Iterator, Sequence
 
 TIMEOUT = 30.0  # mock seconds: longer than anything here takes
+#: The origin of the in-memory connections (no socket: any would do).
+MEMORY = Origin("http", "127.0.0.1", 8080)
+
+
+@pytest.fixture
+def net(monkeypatch: pytest.MonkeyPatch) -> Iterator[Net]:
+    yield from tracked_connections(monkeypatch)
 
 
 def api(server: TestServer, path: str) -> str:
@@ -71,7 +89,9 @@ async def read_to_end(conn: Connection) -> tuple[list[bytes], BaseException | No
 # -- keep-alive ----------------------------------------------------------------------
 
 
-async def test_keep_alive_reuses_the_connection(autojump_clock: trio.testing.MockClock) -> None:
+async def test_keep_alive_reuses_the_connection(
+    autojump_clock: trio.testing.MockClock, net: Net
+) -> None:
     async with serve(result_conflict=True) as server:
         async with await connect(server) as conn:
             first = await conn.request(
@@ -85,10 +105,10 @@ async def test_keep_alive_reuses_the_connection(autojump_clock: trio.testing.Moc
             )
             result = json.loads(await conn.read_body(read_timeout=5))
             assert reusable(conn)
-            assert server_connections() == 1  # both on one connection
+            assert len(net.accepted) == len(net.live) == 1  # both on one connection
         assert not reusable(conn)  # closed
         await trio.sleep(0.1)
-        assert server_connections() == 0  # the server saw it close
+        assert not net.live  # the server saw it close
     assert (first.status_code, second.status_code) == (200, 409)
     assert media_type(first.headers["content-type"]) == "application/json"
     assert first.headers["content-length"] == str(len(json.dumps(snapshot)))
@@ -118,16 +138,17 @@ async def test_an_event_stream_is_not_reusable(autojump_clock: trio.testing.Mock
 
 
 async def test_read_body_limit(autojump_clock: trio.testing.MockClock) -> None:
-    async with serve() as server, await connect(server) as conn:
-        target = api(server, "/nowhere")  # a 404 with a fixed JSON body
-        await conn.request("GET", target, auth(server), read_timeout=5)
+    server = PlainServer({"/nowhere": json_answer(404, {"error": "not found"})})
+    async with in_memory(server.handle) as stream, Connection(MEMORY, stream) as conn:
+        await conn.request("GET", "/nowhere", [], read_timeout=5)
         body = await conn.read_body(read_timeout=5)
-        await conn.request("GET", target, auth(server), read_timeout=5)
+        await conn.request("GET", "/nowhere", [], read_timeout=5)
         assert await conn.read_body(read_timeout=5, limit=len(body)) == body  # just fits
-        await conn.request("GET", target, auth(server), read_timeout=5)
+        await conn.request("GET", "/nowhere", [], read_timeout=5)
         with pytest.raises(RemoteProtocolError, match=f"larger than {len(body) - 1} bytes"):
             await conn.read_body(read_timeout=5, limit=len(body) - 1)
         assert not reusable(conn)
+    assert server.targets == ["/nowhere"] * 3  # all on the one connection
 
 
 @pytest.mark.parametrize("after", [0, 2])
@@ -203,21 +224,18 @@ async def test_connect_checks_the_host_name(autojump_clock: trio.testing.MockClo
         finally:
             await trio.aclose_forcefully(tls)
 
-    async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(partial(trio.serve_tcp, handler, 0, host="127.0.0.1"))
-        origin = Origin("https", "127.0.0.1", listeners[0].socket.getsockname()[1])
+    async with serving(handler) as port:
+        origin = Origin("https", "127.0.0.1", port)
         with pytest.raises(ConnectError) as info:
             await Connection.connect(origin, ssl_context=client_context, connect_timeout=TIMEOUT)
-        nursery.cancel_scope.cancel()
     assert "certificate" in str(info.value)
     assert "127.0.0.1" in str(info.value)
 
 
 async def test_connect_timeout(autojump_clock: trio.testing.MockClock) -> None:
     # The kernel completes the TCP handshake, but nobody ever answers the TLS one.
-    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-    async with listeners[0]:
-        origin = Origin("https", "127.0.0.1", listeners[0].socket.getsockname()[1])
+    async with silent_listener() as port:
+        origin = Origin("https", "127.0.0.1", port)
         start = trio.current_time()
         with pytest.raises(ConnectTimeout) as info:
             await Connection.connect(origin, ssl_context=None, connect_timeout=7.0)
@@ -232,7 +250,6 @@ async def test_connections_take_turns_and_their_timeout_starts_with_the_turn(
     # Five set-ups at once, two at a time, against a server that never answers TLS:
     # each times out 7 s after its turn came, so in pairs, 7 s apart.
     monkeypatch.setattr(sseproto._http, "MAX_CONNECTING", 2)
-    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1", backlog=16)
     ended: list[float] = []
 
     async def one(origin: Origin) -> None:
@@ -240,8 +257,8 @@ async def test_connections_take_turns_and_their_timeout_starts_with_the_turn(
             await Connection.connect(origin, ssl_context=None, connect_timeout=7.0)
         ended.append(trio.current_time() - start)
 
-    async with listeners[0]:
-        origin = Origin("https", "127.0.0.1", listeners[0].socket.getsockname()[1])
+    async with silent_listener(backlog=16) as port:
+        origin = Origin("https", "127.0.0.1", port)
         start = trio.current_time()
         async with trio.open_nursery() as nursery:
             for _ in range(5):
@@ -250,9 +267,9 @@ async def test_connections_take_turns_and_their_timeout_starts_with_the_turn(
 
 
 async def test_repr_names_the_origin_and_state(autojump_clock: trio.testing.MockClock) -> None:
-    async with serve() as server:
-        conn = await connect(server)
-        assert repr(conn) == f"<sseproto Connection to https://127.0.0.1:{server.port} (open)>"
+    async with in_memory(PlainServer({}).handle) as stream:
+        conn = Connection(Origin("https", "127.0.0.1", 8443), stream)
+        assert repr(conn) == "<sseproto Connection to https://127.0.0.1:8443 (open)>"
         await conn.aclose()
         assert repr(conn).endswith("(broken)>")
 
@@ -322,23 +339,16 @@ def test_parse_url_refuses(url: str, match: str) -> None:
 
 @asynccontextmanager
 async def answered_with(wire: bytes) -> AsyncIterator[tuple[Connection, Response]]:
-    """A plain-HTTP connection to a loopback server that answers ``wire`` to the first
-    request and closes; the response head to a GET."""
+    """An in-memory connection to a server that answers ``wire`` to the first request
+    and closes; the response head to a GET."""
 
-    async def answer(stream: trio.SocketStream) -> None:
+    async def answer(stream: trio.abc.Stream) -> None:
         await stream.receive_some(65536)
         await stream.send_all(wire)
         await stream.aclose()
 
-    async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(partial(trio.serve_tcp, answer, 0, host="127.0.0.1"))
-        port = listeners[0].socket.getsockname()[1]
-        conn = await Connection.connect(
-            Origin("http", "127.0.0.1", port), ssl_context=None, connect_timeout=TIMEOUT
-        )
-        async with conn:
-            yield conn, await conn.request("GET", "/", [], read_timeout=TIMEOUT)
-        nursery.cancel_scope.cancel()
+    async with in_memory(answer) as stream, Connection(MEMORY, stream) as conn:
+        yield conn, await conn.request("GET", "/", [], read_timeout=TIMEOUT)
 
 
 @pytest.mark.parametrize(
@@ -396,4 +406,4 @@ async def test_broken_framing_of_a_stream_is_a_protocol_error(
 
         with pytest.raises(RemoteProtocolError, match=message) as caught:
             await drain()
-    assert f"127.0.0.1:{conn.origin.port}" in str(caught.value)
+    assert str(MEMORY) in str(caught.value)

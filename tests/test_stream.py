@@ -1,15 +1,16 @@
 """``open_event_stream`` end to end: real TLS on loopback against ``sseproto.testing``.
 
 Every scripted event must arrive exactly once, in order, at the trio time the
-reconnect policy says (the contract is the docstring of ``sseproto._stream``, with
-DESIGN.md and part C of the SSE reference): a clean stream, a reconnect after the
-server closes (3 s, or its ``retry:``), each fault of the test server (drops, stalls,
-error events, HTTP statuses, replays, line ends), the backoff with full jitter and its
-give-up, connect errors, structured concurrency, and the secrecy of the token.
+reconnect policy says (the contract is the docstrings of ``sseproto._stream`` and
+``sseproto._eventsource``, with the constants of ``sseproto._rules``): a clean stream,
+a reconnect after the server closes (3 s, or its ``retry:``), each fault of the test
+server (drops, stalls, error events, HTTP statuses, replays, line ends), the backoff
+with full jitter and its give-up, connect errors, structured concurrency, and the
+secrecy of the token.
 
 Every test runs on trio's ``MockClock`` (autojump): timings are exact and cost no real
 time. A few edge cases need a server that misbehaves in ways the test server does not
-script; a small plain-HTTP loopback server (``raw_server``) plays those.
+script; the plain-HTTP loopback servers of ``tests/_servers.py`` play those.
 """
 
 from __future__ import annotations
@@ -18,11 +19,8 @@ import gc
 import itertools
 import json
 import random
-import socket
 import traceback
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -41,44 +39,48 @@ from sseproto import (
     ServerSentEvent,
     open_event_stream,
 )
+from sseproto._rules import DEFAULT_RETRY
 from sseproto.testing import (
     Fault,
     RecordedRequest,
     Task,
     TestServer,
     completed,
-    progress,
     serve,
     status,
 )
+from tests._servers import (
+    ERROR_MESSAGE,
+    ONE_EVENT,
+    STEPS,
+    Net,
+    closed_port,
+    plain_server,
+    read_head,
+    serving,
+    tracked_connections,
+    wait_for_eof,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+    from collections.abc import AsyncIterator, Iterator
 
-#: Six events, one a second (ids "1".."6" at 0..5 s after the task starts).
-STEPS = [
-    status("pending"),
-    status("running", delay=1.0),
-    progress(0.25, delay=1.0, step_current=1, step_total=3, current_node="3"),
-    progress(0.5, delay=1.0, step_current=2, step_total=3, current_node="3"),
-    progress(1.0, delay=1.0, step_current=3, step_total=3, current_node="9"),
-    completed({"9": {"images": [{"filename": "out.png"}]}}, delay=1.0),
-]
 N = len(STEPS)
 OFFSETS = [float(n) for n in range(N)]
-DEFAULT_RETRY = 3.0  # seconds, when the server sent no retry:
 
 #: A token that must never show up in a repr or an exception.
 SECRET = "sk-secret-5e1f0a9c3b7d4e2f"
-
-#: What the test server's error_then_close fault sends (no id line).
-ERROR_MESSAGE = {"message": "simulated: failed to read the task state"}
 
 Arrival = tuple[ServerSentEvent, float]
 Item = tuple[str, str, dict[str, Any]]
 
 
 # -- helpers -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def net(monkeypatch: pytest.MonkeyPatch) -> Iterator[Net]:
+    yield from tracked_connections(monkeypatch)
 
 
 def script(**options: Any) -> Task:
@@ -176,19 +178,6 @@ def live_tasks() -> set[trio.lowlevel.Task]:
     return found
 
 
-def server_connections() -> int:
-    """How many connections trio.serve_tcp's handlers (the servers' side) still hold."""
-    return sum(task.name.endswith("_run_handler") for task in live_tasks())
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 def chain(exc: BaseException) -> Iterator[BaseException]:
     """The exception, its causes and contexts, and a ReconnectError's last error."""
     seen: set[int] = set()
@@ -216,73 +205,6 @@ class Floor(random.Random):
 
     def random(self) -> float:
         return 0.0
-
-
-# A plain-HTTP loopback server for what sseproto.testing does not script.
-
-
-@asynccontextmanager
-async def raw_server(handler: Callable[[trio.SocketStream], Awaitable[None]]) -> AsyncIterator[int]:
-    """Serve ``handler`` on a loopback port (plain TCP) for the block; yields the port."""
-    async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(partial(trio.serve_tcp, handler, 0, host="127.0.0.1"))
-        try:
-            yield listeners[0].socket.getsockname()[1]
-        finally:
-            nursery.cancel_scope.cancel()
-
-
-async def read_head(stream: trio.SocketStream) -> bytes:
-    """A request's head (up to the blank line)."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = await stream.receive_some(65536)
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
-async def wait_for_eof(stream: trio.SocketStream) -> None:
-    """Read until the client closes the connection."""
-    try:
-        while await stream.receive_some(65536):
-            pass
-    except trio.BrokenResourceError:
-        pass
-
-
-@dataclass
-class Hit:
-    """A request a plain server received (header names lower-cased)."""
-
-    path: str
-    headers: dict[str, str]
-
-
-def answer(status: str, headers: dict[str, str] | None = None, body: bytes = b"") -> bytes:
-    """A whole HTTP/1.1 response that closes its connection."""
-    head = [f"HTTP/1.1 {status}", f"Content-Length: {len(body)}", "Connection: close"]
-    head += [f"{name}: {value}" for name, value in (headers or {}).items()]
-    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
-
-
-def recording(
-    respond: Callable[[str], bytes], hits: list[Hit]
-) -> Callable[[trio.SocketStream], Awaitable[None]]:
-    """A plain server's handler: record the request, send ``respond(path)``, close."""
-
-    async def handler(stream: trio.SocketStream) -> None:
-        lines = (await read_head(stream)).decode("latin-1").split("\r\n")
-        fields = (line.partition(":") for line in lines[1:] if line)
-        hits.append(Hit(lines[0].split(" ")[1], {k.lower(): v.strip() for k, _, v in fields}))
-        await stream.send_all(respond(lines[0].split(" ")[1]))
-        await stream.aclose()
-
-    return handler
-
-
-ONE_EVENT = answer("200 OK", {"Content-Type": "text/event-stream"}, b"id: 1\ndata: hello\n\n")
 
 
 # -- a clean stream ------------------------------------------------------------------
@@ -865,83 +787,57 @@ async def test_refused_urls_fail_before_connecting(
 
 
 async def test_plain_http_to_loopback(autojump_clock: trio.testing.MockClock) -> None:
-    heads: list[bytes] = []
-
-    async def handler(stream: trio.SocketStream) -> None:
-        heads.append(await read_head(stream))
-        body = b"id: 1\ndata: hello\n\n"
-        await stream.send_all(
-            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
-        )
-        await wait_for_eof(stream)
-
     async with (
-        raw_server(handler) as port,
-        open_event_stream(f"http://127.0.0.1:{port}/events") as stream,
+        plain_server({"/events": ONE_EVENT}) as server,
+        open_event_stream(server.url("/events")) as stream,
     ):
         got = await take(stream, 1)
     assert [event for event, _ in got] == [ServerSentEvent(data="hello", id="1")]
-    assert heads[0].startswith(b"GET /events HTTP/1.1\r\n")
-    assert f"host: 127.0.0.1:{port}\r\n".encode() in heads[0].lower()
+    request = server.requests[0]
+    assert (request.method, request.target, request.http_version) == ("GET", "/events", "1.1")
+    assert request.headers["host"] == server.origin.removeprefix("http://")
 
 
 @pytest.mark.parametrize("absolute", [False, True], ids=["path", "absolute_url"])
 async def test_same_origin_redirect_is_followed(
     autojump_clock: trio.testing.MockClock, absolute: bool
 ) -> None:
-    hits: list[Hit] = []
-    ports: list[int] = []
-
-    def respond(path: str) -> bytes:
-        if path == "/old":
-            new = f"http://127.0.0.1:{ports[0]}/new" if absolute else "/new"
-            return answer("307 Temporary Redirect", {"Location": new})
-        return ONE_EVENT
-
-    async with raw_server(recording(respond, hits)) as port:
-        ports.append(port)
-        url = f"http://127.0.0.1:{port}/old"
-        async with open_event_stream(url, headers={"Authorization": "Bearer k"}) as stream:
+    async with plain_server({"/new": ONE_EVENT}) as server:
+        new = server.url("/new") if absolute else "/new"
+        server.routes["/old"] = (307, "text/plain", new.encode())
+        headers = {"Authorization": "Bearer k"}
+        async with open_event_stream(server.url("/old"), headers=headers) as stream:
             got = await take(stream, 1)
     assert [event for event, _ in got] == [ServerSentEvent(data="hello", id="1")]
-    assert [hit.path for hit in hits] == ["/old", "/new"]
-    assert hits[1].headers["authorization"] == "Bearer k"
+    assert server.targets == ["/old", "/new"]
+    assert server.requests[1].headers["authorization"] == "Bearer k"
 
 
 @pytest.mark.parametrize("code", [301, 302, 303, 307, 308])
 async def test_redirect_to_another_origin_is_not_followed(
     autojump_clock: trio.testing.MockClock, code: int
 ) -> None:
-    elsewhere: list[Hit] = []
-    hits: list[Hit] = []
-    async with raw_server(recording(lambda path: ONE_EVENT, elsewhere)) as other:
-
-        def respond(path: str) -> bytes:
-            location = f"http://127.0.0.1:{other}/events"
-            return answer(f"{code} Moved", {"Location": location})
-
-        async with raw_server(recording(respond, hits)) as port:
-            url = f"http://127.0.0.1:{port}/events"
+    async with plain_server({"/events": ONE_EVENT}) as other:
+        moved = (code, "text/plain", other.url("/events").encode())
+        async with plain_server({"/events": moved}) as server:
+            url = server.url("/events")
             async with open_event_stream(url, headers={"Authorization": f"Bearer {SECRET}"}) as s:
                 with pytest.raises(HTTPStatusError) as info:
                     await pull(s)
-    assert elsewhere == []  # the token never reached the other origin
-    assert len(hits) == 1
+    assert other.requests == []  # the token never reached the other origin
+    assert len(server.requests) == 1
     assert "another origin" in str(info.value)
     assert info.value.status_code == code
 
 
 async def test_a_redirect_loop_ends(autojump_clock: trio.testing.MockClock) -> None:
-    hits: list[Hit] = []
-    respond = recording(lambda path: answer("302 Found", {"Location": "/loop"}), hits)
     async with (
-        raw_server(respond) as port,
-        open_event_stream(f"http://127.0.0.1:{port}/loop") as stream,
+        plain_server({"/loop": (302, "text/plain", b"/loop")}) as server,
+        open_event_stream(server.url("/loop")) as stream,
     ):
         with pytest.raises(HTTPStatusError, match="redirects"):
             await pull(stream)
-    assert 1 < len(hits) <= 10
+    assert 1 < len(server.requests) <= 10
 
 
 # -- structured concurrency ----------------------------------------------------------
@@ -953,7 +849,7 @@ class Boom(Exception):
 
 @pytest.mark.parametrize("how", ["break", "exception", "cancel_inside", "cancel_outside"])
 async def test_leaving_the_block_closes_the_connection(
-    autojump_clock: trio.testing.MockClock, how: str
+    autojump_clock: trio.testing.MockClock, net: Net, how: str
 ) -> None:
     task = script(heartbeat=0.1)  # the server writes often: it sees a close at once
     got: list[ServerSentEvent] = []
@@ -963,7 +859,7 @@ async def test_leaving_the_block_closes_the_connection(
         async def consume(stream: EventStream) -> None:
             async for event in stream:
                 got.append(event)
-                assert server_connections() == 1
+                assert len(net.live) == 1
                 if event.id == "2" and how == "break":
                     break
                 if event.id == "2" and how == "exception":
@@ -986,9 +882,9 @@ async def test_leaving_the_block_closes_the_connection(
         left = trio.current_time()
         del stream
         gc.collect()  # a socket left open would be a ResourceWarning (an error here)
-        while server_connections() and trio.current_time() < left + 0.5:
+        while net.live and trio.current_time() < left + 0.5:
             await trio.sleep(0.05)
-        assert server_connections() == 0
+        assert not net.live
         assert trio.current_time() - left <= 0.3  # its second write after the close fails
         assert live_tasks() == before  # no task outlived the block
     assert [event.id for event in got] == ["1", "2"]
@@ -1011,7 +907,7 @@ async def test_cancel_while_reading_an_error_body_closes_the_connection(
         await wait_for_eof(stream)
         eof_at.append(trio.current_time())
 
-    async with raw_server(handler) as port:
+    async with serving(handler) as port:
         start = trio.current_time()
         with trio.move_on_after(2.0):
             async with open_event_stream(f"http://127.0.0.1:{port}/e", read_timeout=60) as s:
