@@ -26,7 +26,7 @@ import ssl
 import sys
 from dataclasses import fields, is_dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
+from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple, TextIO
 
 import trio
 
@@ -52,7 +52,7 @@ if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Awaitable, Callable, Sequence
 
 __all__ = ["main"]
 
@@ -907,7 +907,7 @@ async def _measure(
     }
 
 
-# -- entry point -----------------------------------------------------------------------
+# -- the options and the subcommands ---------------------------------------------------
 
 
 _EXIT_CODES = """exit status:
@@ -954,73 +954,98 @@ def _port(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
-        epilog="Settings: $CYBERUN_API_KEY, $CYBERUN_BASE_URL, $CYBERUN_TEAM_ID (or flags). "
-        "With no command: the demo.",
-        prog="sseproto",
-        description="Server-Sent Events and the Cyberun task API, from the command line.",
+# The options several subcommands share are declared once, in parent parsers grouped by
+# what they are; each subcommand lists those it takes (argparse's ``parents=``), with
+# ``_OWN`` where its own arguments stand among them (its help shows them in that order).
+
+
+def _options(add: Callable[[argparse.ArgumentParser], object]) -> argparse.ArgumentParser:
+    """A parser that only holds options, as ``add`` adds them, for others to take."""
+    p = argparse.ArgumentParser(add_help=False)
+    add(p)
+    return p
+
+
+def _connection_options(p: argparse.ArgumentParser) -> None:
+    """Connection and TLS: the CA file to trust, a proxy or none."""
+    p.add_argument("--cacert", default=None, help="a PEM CA file to trust")
+    proxy = p.add_mutually_exclusive_group()
+    proxy.add_argument(
+        "--proxy",
+        default=None,
+        metavar="URL",
+        help="an http://[user:password@]host:port proxy (default: $HTTPS_PROXY, "
+        "$ALL_PROXY, except for $NO_PROXY)",
     )
-    ap.add_argument("--version", action="version", version=f"sseproto {__version__}")
-    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+    proxy.add_argument(
+        "--no-proxy", action="store_true", help="connect directly, whatever the environment"
+    )
 
-    def proxy_options(p: argparse.ArgumentParser) -> None:
-        group = p.add_mutually_exclusive_group()
-        group.add_argument(
-            "--proxy",
-            default=None,
-            metavar="URL",
-            help="an http://[user:password@]host:port proxy (default: $HTTPS_PROXY, "
-            "$ALL_PROXY, except for $NO_PROXY)",
-        )
-        group.add_argument(
-            "--no-proxy", action="store_true", help="connect directly, whatever the environment"
-        )
 
-    def api_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--api-key", default=None, help="default: $CYBERUN_API_KEY")
-        p.add_argument("--base-url", default=None, help="default: $CYBERUN_BASE_URL")
-        p.add_argument("--team-id", default=None, help="default: $CYBERUN_TEAM_ID")
-        p.add_argument("--cacert", default=None, help="a PEM CA file to trust")
-        proxy_options(p)
-        p.add_argument("--json", action="store_true", help="JSON Lines on stdout")
-        p.add_argument(
-            "--poll-interval",
-            type=_seconds,
-            default=3.0,
-            metavar="S",
-            help="seconds between polls where the stream is unavailable (default: 3)",
-        )
+def _header_options(p: argparse.ArgumentParser) -> None:
+    """The request's headers, to any SSE endpoint."""
+    p.add_argument("-H", "--header", action="append", metavar="'Name: value'")
 
-    def watch_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument(
-            "--download",
-            default=None,
-            metavar="DIR",
-            help="then download the outputs into DIR (DIR/ID with several tasks)",
-        )
-        p.add_argument(
-            "--timeout", type=_seconds, default=None, metavar="S", help="give up after S s"
-        )
-        p.add_argument(
-            "--cancel-on-interrupt",
-            action="store_true",
-            help="on Ctrl-C, also cancel the task on the server",
-        )
 
-    p = sub.add_parser("demo", help="watch two simulated tasks on an embedded server")
-    p.add_argument("--json", action="store_true", help="JSON Lines on stdout")
+def _api_options(p: argparse.ArgumentParser) -> None:
+    """The task API: the key, the server and the team."""
+    p.add_argument("--api-key", default=None, help="default: $CYBERUN_API_KEY")
+    p.add_argument("--base-url", default=None, help="default: $CYBERUN_BASE_URL")
+    p.add_argument("--team-id", default=None, help="default: $CYBERUN_TEAM_ID")
+
+
+def _polling_options(p: argparse.ArgumentParser) -> None:
+    """The task API where a task's stream is unavailable."""
+    p.add_argument(
+        "--poll-interval",
+        type=_seconds,
+        default=3.0,
+        metavar="S",
+        help="seconds between polls where the stream is unavailable (default: 3)",
+    )
+
+
+def _json_option(says: str) -> argparse.ArgumentParser:
+    """Output: JSON on stdout (its help ``says`` what), instead of text for a person."""
+    return _options(lambda p: p.add_argument("--json", action="store_true", help=says))
+
+
+def _follow_options(p: argparse.ArgumentParser) -> None:
+    """Following tasks to their ends (``watch``, ``run --watch``)."""
+    p.add_argument(
+        "--download",
+        default=None,
+        metavar="DIR",
+        help="then download the outputs into DIR (DIR/ID with several tasks)",
+    )
+    p.add_argument("--timeout", type=_seconds, default=None, metavar="S", help="give up after S s")
+    p.add_argument(
+        "--cancel-on-interrupt",
+        action="store_true",
+        help="on Ctrl-C, also cancel the task on the server",
+    )
+
+
+_CONNECTION = _options(_connection_options)
+_HEADERS = _options(_header_options)
+_JSON_LINES = _json_option("JSON Lines on stdout")
+_JSON_OBJECT = _json_option("one JSON object on stdout")
+_FOLLOW = _options(_follow_options)
+#: What every command of the task API takes, in this order.
+_TASK_API = (_options(_api_options), _CONNECTION, _JSON_LINES, _options(_polling_options))
+#: Stands, among a subcommand's parent parsers, for the arguments its table entry adds.
+_OWN = argparse.ArgumentParser(add_help=False)
+
+
+# Each subcommand's own arguments.
+
+
+def _demo_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--interval", type=_seconds, default=0.25, metavar="S", help="between steps")
 
-    p = sub.add_parser(
-        "watch",
-        help="follow a task to its end (key: $CYBERUN_API_KEY)",
-        epilog=_EXIT_CODES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+
+def _watch_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("task_ids", nargs="+", metavar="ID", help="one task or several")
-    api_options(p)
-    watch_options(p)
     p.add_argument(
         "--last-event-id",
         default=None,
@@ -1028,12 +1053,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="resume the stream after this event (a position saved earlier; one task)",
     )
 
-    p = sub.add_parser(
-        "run",
-        help="start a task from a workflow (id, slug or slug@version)",
-        epilog=_EXIT_CODES + "\n  (with --watch; without it, 0 once the task is started)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+
+def _run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("workflow")
     p.add_argument(
         "-p",
@@ -1044,54 +1065,45 @@ def build_parser() -> argparse.ArgumentParser:
         "@PATH uploads the file and passes its file_key",
     )
     p.add_argument("--watch", action="store_true", help="then follow it")
-    api_options(p)
-    watch_options(p)
 
-    p = sub.add_parser("tasks", help="list tasks, newest first (a table, or --json)")
-    api_options(p)
+
+def _tasks_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--status", default=None, help="only tasks in this status (running, ...)")
     p.add_argument("--page", type=_count, default=1, metavar="N", help="default: 1")
     p.add_argument("--per-page", type=_count, default=20, metavar="N", help="default: 20")
 
-    p = sub.add_parser("download", help="every output of a finished task into a folder")
-    p.add_argument("task_id", metavar="ID")
-    p.add_argument("-o", "--output", default=".", metavar="DIR", help="default: here")
-    api_options(p)
 
-    p = sub.add_parser("status", help="one task, all its fields")
+def _task_id_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("task_id", metavar="ID")
-    api_options(p)
 
-    p = sub.add_parser("cancel", help="cancel tasks (a no-op for a finished one)")
+
+def _task_ids_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("task_ids", nargs="+", metavar="ID")
-    api_options(p)
 
-    p = sub.add_parser("result", help="a finished task's outputs and their links")
-    p.add_argument("task_id", metavar="ID")
-    api_options(p)
 
-    p = sub.add_parser("tail", help="any SSE endpoint, events as JSON Lines, reconnecting")
+def _download_arguments(p: argparse.ArgumentParser) -> None:
+    _task_id_argument(p)
+    p.add_argument("-o", "--output", default=".", metavar="DIR", help="default: here")
+
+
+def _tail_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("url")
-    p.add_argument("-H", "--header", action="append", metavar="'Name: value'")
     p.add_argument("--last-event-id", default=None)
     p.add_argument("-n", "--count", type=_count, default=None, help="stop after N events")
-    p.add_argument("--cacert", default=None, help="a PEM CA file to trust")
-    proxy_options(p)
 
-    p = sub.add_parser("parse", help="a captured stream (file or -) to JSON Lines")
+
+def _parse_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", nargs="?", default="-")
     p.add_argument("--comments", action="store_true", help="include comments")
 
-    p = sub.add_parser("bench", help="measure an SSE endpoint (no URL: the whole stack)")
+
+def _bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("url", nargs="?", default=None)
-    p.add_argument("-H", "--header", action="append", metavar="'Name: value'")
     p.add_argument("--duration", type=_seconds, default=10.0, metavar="S")
     p.add_argument("--events", type=_count, default=20000, help="events (embedded server)")
-    p.add_argument("--cacert", default=None, help="a PEM CA file to trust")
-    proxy_options(p)
-    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
 
-    p = sub.add_parser("serve", help="run the embedded test server in the foreground")
+
+def _serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=_port, default=0, help="default: any free one")
     p.add_argument("--token", default=None, help="default: a random sk-test-... key")
     p.add_argument(
@@ -1115,7 +1127,136 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST",
         help="another host name for its certificate (one a proxy resolves, say)",
     )
+
+
+class _Command(NamedTuple):
+    """A subcommand: its line in ``sseproto --help``, what adds its own arguments, what
+    runs it (to its exit status), the shared options it takes in the order of its help
+    (``_OWN`` for its own), the epilog of its help, and whether it reads any SSE endpoint
+    (its refusals are explained as the URL's, not the task API's)."""
+
+    help: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+    options: tuple[argparse.ArgumentParser, ...] = (_OWN,)
+    epilog: str | None = None
+    any_endpoint: bool = False
+
+
+def _in_trio(
+    command: Callable[[argparse.Namespace], Awaitable[int]],
+) -> Callable[[argparse.Namespace], int]:
+    """An async subcommand, run in a trio run of its own."""
+
+    def run(args: argparse.Namespace) -> int:
+        return trio.run(command, args)
+
+    return run
+
+
+def _commands() -> dict[str, _Command]:
+    """The subcommands, in the order ``--help`` lists them: the parser is built from this
+    table and ``main`` runs the command through it. Made on each call, so that it names
+    the functions this module holds then (a test may replace one)."""
+    return {
+        "demo": _Command(
+            "watch two simulated tasks on an embedded server",
+            _demo_arguments,
+            _in_trio(cmd_demo),
+            (_JSON_LINES, _OWN),
+        ),
+        "watch": _Command(
+            "follow a task to its end (key: $CYBERUN_API_KEY)",
+            _watch_arguments,
+            _in_trio(cmd_watch),
+            (*_TASK_API, _FOLLOW, _OWN),
+            epilog=_EXIT_CODES,
+        ),
+        "run": _Command(
+            "start a task from a workflow (id, slug or slug@version)",
+            _run_arguments,
+            _in_trio(cmd_run),
+            (_OWN, *_TASK_API, _FOLLOW),
+            epilog=_EXIT_CODES + "\n  (with --watch; without it, 0 once the task is started)",
+        ),
+        "tasks": _Command(
+            "list tasks, newest first (a table, or --json)",
+            _tasks_arguments,
+            _in_trio(cmd_tasks),
+            (*_TASK_API, _OWN),
+        ),
+        "download": _Command(
+            "every output of a finished task into a folder",
+            _download_arguments,
+            _in_trio(cmd_download),
+            (_OWN, *_TASK_API),
+        ),
+        "status": _Command(
+            "one task, all its fields",
+            _task_id_argument,
+            _in_trio(cmd_status),
+            (_OWN, *_TASK_API),
+        ),
+        "cancel": _Command(
+            "cancel tasks (a no-op for a finished one)",
+            _task_ids_argument,
+            _in_trio(cmd_cancel),
+            (_OWN, *_TASK_API),
+        ),
+        "result": _Command(
+            "a finished task's outputs and their links",
+            _task_id_argument,
+            _in_trio(cmd_result),
+            (_OWN, *_TASK_API),
+        ),
+        "tail": _Command(
+            "any SSE endpoint, events as JSON Lines, reconnecting",
+            _tail_arguments,
+            _in_trio(cmd_tail),
+            (_HEADERS, _OWN, _CONNECTION),
+            any_endpoint=True,
+        ),
+        "parse": _Command(
+            "a captured stream (file or -) to JSON Lines", _parse_arguments, cmd_parse
+        ),
+        "bench": _Command(
+            "measure an SSE endpoint (no URL: the whole stack)",
+            _bench_arguments,
+            _in_trio(cmd_bench),
+            (_HEADERS, _OWN, _CONNECTION, _JSON_OBJECT),
+            any_endpoint=True,
+        ),
+        "serve": _Command(
+            "run the embedded test server in the foreground",
+            _serve_arguments,
+            _in_trio(cmd_serve),
+        ),
+    }
+
+
+def build_parser(commands: dict[str, _Command] | None = None) -> argparse.ArgumentParser:
+    """The command line's parser, a subparser for each of ``commands`` (default: all)."""
+    ap = argparse.ArgumentParser(
+        epilog="Settings: $CYBERUN_API_KEY, $CYBERUN_BASE_URL, $CYBERUN_TEAM_ID (or flags). "
+        "With no command: the demo.",
+        prog="sseproto",
+        description="Server-Sent Events and the Cyberun task API, from the command line.",
+    )
+    ap.add_argument("--version", action="version", version=f"sseproto {__version__}")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+    for name, command in (_commands() if commands is None else commands).items():
+        own = _options(command.arguments)
+        sub.add_parser(
+            name,
+            help=command.help,
+            parents=[own if options is _OWN else options for options in command.options],
+            epilog=command.epilog,
+            formatter_class=argparse.RawDescriptionHelpFormatter,  # epilogs laid out by hand
+        )
     return ap
+
+
+# -- entry point -----------------------------------------------------------------------
 
 
 def _unwrap(exc: BaseException) -> BaseException:
@@ -1174,33 +1315,20 @@ def _feature(exc: HTTPStatusError) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    commands = _commands()
+    parser = build_parser(commands)
+    args = parser.parse_args(argv)
     log = logging.getLogger("sseproto")
     if not log.handlers:
         log.addHandler(_LogLines())
         log.setLevel(logging.INFO)
         log.propagate = False
-    command = args.command or "demo"
-    if command == "demo" and args.command is None:
-        args = build_parser().parse_args(["demo"])
+    if args.command is None:  # no command: the demo, with its defaults
+        args = parser.parse_args(["demo"])
+    command = commands[args.command]
     try:
         try:
-            if command == "parse":
-                return cmd_parse(args)
-            handler = {
-                "demo": cmd_demo,
-                "watch": cmd_watch,
-                "run": cmd_run,
-                "tasks": cmd_tasks,
-                "status": cmd_status,
-                "cancel": cmd_cancel,
-                "result": cmd_result,
-                "download": cmd_download,
-                "tail": cmd_tail,
-                "bench": cmd_bench,
-                "serve": cmd_serve,
-            }[command]
-            return trio.run(handler, args)
+            return command.run(args)
         except BaseExceptionGroup as group:
             raise _unwrap(group) from None
     except KeyboardInterrupt:
@@ -1223,7 +1351,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NameResolutionError as exc:  # a typo in a URL: say which setting to check
         if exc.proxy:
             hint = "check --proxy or $HTTPS_PROXY (--no-proxy to connect directly)"
-        elif command in ("tail", "bench"):
+        elif command.any_endpoint:
             hint = "check the URL's host"
         else:
             hint = "check --base-url or $CYBERUN_BASE_URL"
@@ -1237,7 +1365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _print_error(exc)
         return EXIT_ERROR
     except HTTPStatusError as exc:
-        generic = command in ("tail", "bench")  # any SSE endpoint, not the task API
+        generic = command.any_endpoint  # not the task API
         refusal = _HINTS.get(("url" if generic else "api", exc.status_code))
         feature = _feature(exc) if exc.status_code == 403 else None
         if feature is not None:
