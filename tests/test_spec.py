@@ -1,10 +1,15 @@
-"""The parsing rules of ``reference/sse-spec.md``, one test (or small group) per rule.
+"""The parsing rules of the WHATWG HTML standard, "Server-sent events" (section 9.2:
+the event stream format, and 9.2.6 "Interpreting an event stream"), one test (or small
+group) per rule.
 
-Parts A, B and D. Part C (the EventSource object, connection, reconnection) belongs to
-the transport: nothing in it applies to the parser. Its parser-facing inputs are tested
-here under their own rules: the reconnection time of C7 is ``retry`` (B8.4), the
-``Last-Event-ID`` of C4/C9 is ``last_event_id`` (B8.3, D1, D2). A1 (the MIME type) is a
-transport check as well. The last group tests the parser's own contract (docstrings).
+The rule labels are this suite's own, and the section comments below name each group:
+A the wire format, B1-B12 decoding, lines, fields and dispatch, D the subtle points
+that parsers get wrong. C (the EventSource object: connection, reconnection) belongs
+to the transport (tests/test_eventsource.py): nothing in it applies to the parser. Its
+parser-facing inputs are tested here under their own rules: the reconnection time is
+``retry`` (B8.4), the ``Last-Event-ID`` a reconnection sends is ``last_event_id``
+(B8.3, D1, D2). A1 (the MIME type) is a transport check as well. The last group tests
+the parser's own contract (docstrings).
 
 Every test runs under every chunking of ``_chunking.CHUNKINGS``.
 """

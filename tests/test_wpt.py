@@ -1,11 +1,12 @@
 """The parsing cases of the web-platform-tests ``eventsource/`` suite.
 
-One test per WPT test (numbers as in ``reference/wpt-eventsource.md``), with the exact
+One test per WPT test (numbered in the order of the suite's files, named in each test's
+docstring), with the exact
 bytes its server resource sends and the events it expects. ``message`` rebuilds what
 ``resources/message.py`` sends. Where a WPT test reconnects, the reconnection is
 modelled at the parser level, as a client does it: each new connection gets a new parser
 seeded with the previous parser's ``last_event_id``, and sends that as ``Last-Event-ID``
-when it is not empty (C4 in sse-spec.md).
+when it is not empty (the standard's reconnection: tests/test_eventsource.py).
 
 Not parser concerns, so not here: the MIME type checks (25, 26 and the Content-Type
 of 23), HTTP statuses, redirects and request headers (27-31), and the reconnection
@@ -253,7 +254,7 @@ def test_format_field_retry_empty(split: Splitter) -> None:
     """WPT 18 format-field-retry-empty: the message after a bare 'retry' still arrives."""
     events, parser = parse(message(b"retry\ndata:test"), split)
     assert events == [msg("test")]
-    # The WPT does not check this; sseproto ignores an empty retry (sse-spec.md B8.4).
+    # The WPT does not check this; sseproto ignores an empty retry (B8.4 in test_spec.py).
     assert parser.retry is None
 
 

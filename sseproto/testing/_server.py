@@ -1,5 +1,6 @@
 """A real HTTPS server (trio + h11 + ssl, certificates from trustme) that plays the
-Cyberun task API of DESIGN.md, and misbehaves on demand.
+Cyberun task API (the endpoints and payloads of its public documentation, as
+``sseproto.tasks`` decodes them), and misbehaves on demand.
 
 Theory of operation: :func:`serve` opens a nursery inside the caller's task, binds
 127.0.0.1 on a free port and serves each TLS connection with an ``h11`` loop
