@@ -3,8 +3,9 @@
 Layer 2 of sseproto, pure code (no I/O, no clock): it turns the generic
 :class:`~sseproto.ServerSentEvent` objects of ``GET /tasks/{id}/events`` into
 :class:`StatusChanged`, :class:`Progress`, :class:`Completed`, :class:`Failed`,
-:class:`Cancelled`, :class:`StreamError` or :class:`UnknownEvent`; the JSON of the
-polling endpoints into :class:`TaskSnapshot` and :class:`TaskResult`; and a signed
+:class:`Cancelled`, :class:`StreamError` or :class:`UnknownEvent` (each a
+:class:`TaskEvent`, built from keyword arguments only); the JSON of the polling
+endpoints into :class:`TaskSnapshot` and :class:`TaskResult`; and a signed
 webhook delivery into a :class:`WebhookEvent`.
 
 Tolerance, because the API grows and documents little:
@@ -30,7 +31,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeAlias
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from ._errors import TaskEventError, WebhookSignatureError
 from ._parser import ServerSentEvent
@@ -375,8 +376,39 @@ def _too_deep(value: Any) -> bool:
 # -- task events -------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class StatusChanged:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskEvent:
+    """What every event of the task stream has: the base of :class:`StatusChanged`,
+    :class:`Progress`, :class:`Completed`, :class:`Failed`, :class:`Cancelled`,
+    :class:`StreamError` and :class:`UnknownEvent`, the types
+    :func:`decode_task_event` returns. Only those are instantiated, never
+    ``TaskEvent`` itself.
+
+    Every event is a frozen dataclass built from keyword arguments only
+    (``Progress(task_id="t", progress=0.5)``): positional arguments raise
+    ``TypeError``, so that a field added or moved can never shift a value into the
+    wrong field. ``sse`` and ``raw`` are in neither the repr nor the comparisons.
+    """
+
+    #: The event as received (an empty ``ServerSentEvent`` for one built by hand).
+    sse: ServerSentEvent = field(default_factory=ServerSentEvent, repr=False, compare=False)
+    #: The event's data as a JSON object, with every field the server sent.
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    #: True for the events after which the task does not change again
+    #: (``completed``, ``failed``, ``cancelled``).
+    is_terminal: ClassVar[bool] = False
+
+    @property
+    def kind(self) -> str:
+        """The event's type as the API sends it: ``"status"``, ``"progress"``,
+        ``"completed"``, ``"failed"``, ``"cancelled"``, ``"error"``, or an
+        :class:`UnknownEvent`'s own ``event``. A class attribute of the known types
+        (``Progress.kind == "progress"``)."""
+        raise NotImplementedError("TaskEvent is a base class: its subclasses have a kind")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatusChanged(TaskEvent):
     """``status``: the task moved to another state. Not terminal itself (the
     ``completed``, ``failed`` and ``cancelled`` events are), though ``status`` may be.
 
@@ -387,13 +419,11 @@ class StatusChanged:
     task_id: str
     status: TaskStatus
     timestamp: datetime | None = None
-    sse: ServerSentEvent = field(default_factory=ServerSentEvent, repr=False, compare=False)
-    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
-    is_terminal: ClassVar[bool] = False
+    kind: ClassVar[str] = "status"
 
 
-@dataclass(frozen=True, slots=True)
-class Progress:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Progress(TaskEvent):
     """``progress``: how far the task is, from 0.0 to 1.0.
 
     The documented scale is 0.0 to 1.0; a value above 1 is read as a percentage
@@ -412,26 +442,23 @@ class Progress:
     stage: str | None = None
     message: str | None = None
     timestamp: datetime | None = None
-    sse: ServerSentEvent = field(default_factory=ServerSentEvent, repr=False, compare=False)
-    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
-    is_terminal: ClassVar[bool] = False
+    kind: ClassVar[str] = "progress"
 
 
-@dataclass(frozen=True, slots=True)
-class Completed:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Completed(TaskEvent):
     """``completed``: the task succeeded. ``output`` is its output (any JSON)."""
 
     task_id: str
     output: Any = None
     completed_at: datetime | None = None
-    sse: ServerSentEvent = field(default_factory=ServerSentEvent, repr=False, compare=False)
-    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    kind: ClassVar[str] = "completed"
     is_terminal: ClassVar[bool] = True
     status: ClassVar[TaskStatus] = TaskStatus.COMPLETED
 
 
-@dataclass(frozen=True, slots=True)
-class Failed:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Failed(TaskEvent):
     """``failed``: the task failed; ``error`` says why (``""`` when the server did not).
 
     Read from ``error`` as documented, else from ``task_error`` (the polling
@@ -440,65 +467,82 @@ class Failed:
 
     task_id: str
     error: str = ""
-    sse: ServerSentEvent = field(default_factory=ServerSentEvent, repr=False, compare=False)
-    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    kind: ClassVar[str] = "failed"
     is_terminal: ClassVar[bool] = True
     status: ClassVar[TaskStatus] = TaskStatus.FAILED
 
 
-@dataclass(frozen=True, slots=True)
-class Cancelled:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Cancelled(TaskEvent):
     """``cancelled``: the task was cancelled."""
 
     task_id: str
-    sse: ServerSentEvent = field(default_factory=ServerSentEvent, repr=False, compare=False)
-    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    kind: ClassVar[str] = "cancelled"
     is_terminal: ClassVar[bool] = True
     status: ClassVar[TaskStatus] = TaskStatus.CANCELLED
 
 
-@dataclass(frozen=True, slots=True)
-class StreamError:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamError(TaskEvent):
     """``error``: the server failed to read the task state. Not terminal: the task may
     still be running and the stream may go on (if it closes, poll instead)."""
 
     message: str = ""
-    sse: ServerSentEvent = field(default_factory=ServerSentEvent, repr=False, compare=False)
-    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
-    is_terminal: ClassVar[bool] = False
+    kind: ClassVar[str] = "error"
 
 
-@dataclass(frozen=True, slots=True)
-class UnknownEvent:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnknownEvent(TaskEvent):
     """An event type this version does not know, kept whole. ``json`` is its data
-    decoded as JSON, or None when the data is not JSON."""
+    decoded as JSON, or None when the data is not JSON; ``kind`` is its ``event``.
+
+    ``raw`` is not an argument: it is ``json`` when that is a JSON object, as for the
+    other events, and ``{}`` otherwise.
+    """
 
     event: str
     data: str
     json: Any = None
-    sse: ServerSentEvent = field(default_factory=ServerSentEvent, repr=False, compare=False)
-    is_terminal: ClassVar[bool] = False
+    raw: dict[str, Any] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        json = self.json
+        object.__setattr__(self, "raw", json if isinstance(json, dict) else {})
 
     @property
-    def raw(self) -> dict[str, Any]:
-        """The data's JSON object, as for the other events ({} when it is not one)."""
-        return self.json if isinstance(self.json, dict) else {}
+    def kind(self) -> str:
+        """The event's type as sent: its ``event``."""
+        return self.event
 
 
-def _slots_twin(cls: type) -> type:
-    """A plain class with the slots of the frozen dataclass ``cls``, to build its
-    instances fast: fill the slots of an instance, then set its ``__class__`` to ``cls``.
+def _slots_twin(cls: type[TaskEvent]) -> type:
+    """A class with the layout of the frozen dataclass ``cls`` whose attributes can be
+    set, to build its instances fast: fill the slots of an instance, then set its
+    ``__class__`` to ``cls``.
 
     A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``
     (its own ``__setattr__`` refuses), which made building a ``Progress`` cost about as
-    much as decoding its JSON; attribute stores on a plain class and one ``__class__``
-    assignment (which Python allows between classes of the same slots) cost a quarter
-    of that. The result is an ordinary instance of ``cls``, as frozen as any: same type,
-    same field values, so the same repr, equality and hash. Every decoder fills every
-    slot (tests/test_tasks_fastpath.py checks each event against the constructor).
+    much as decoding its JSON; attribute stores and one ``__class__`` assignment cost a
+    quarter of that. Python allows that assignment only between classes of the same
+    layout: the same base class, and the same slots added to it. A plain class with
+    all the slots (or a parallel hierarchy of plain classes) has another base and is
+    refused, so the twin derives from ``cls``'s own base (:class:`TaskEvent`, which
+    holds ``sse`` and ``raw``) and adds ``cls``'s own slots. It takes back
+    ``object``'s ``__setattr__`` and ``__delattr__`` from the frozen base: with either
+    of the base's left, every store would go through a Python-level lookup, several
+    times slower. The result is an ordinary instance of ``cls``, as frozen as any:
+    same type, same field values, so the same repr, equality and hash. Every decoder
+    fills every slot, and each twin's slots, inherited ones included, are its class's
+    (tests/test_tasks_fastpath.py checks both).
     """
-    slots = vars(cls)["__slots__"]
-    return type(f"_{cls.__name__}Slots", (), {"__slots__": slots, "__module__": __name__})
+    (base,) = cls.__bases__
+    namespace = {
+        "__slots__": vars(cls)["__slots__"],
+        "__setattr__": object.__setattr__,
+        "__delattr__": object.__delattr__,
+        "__module__": __name__,
+    }
+    return type(f"_{cls.__name__}Slots", (base,), namespace)
 
 
 _new: Final = object.__new__
@@ -508,12 +552,7 @@ _CompletedSlots: Final = _slots_twin(Completed)
 _FailedSlots: Final = _slots_twin(Failed)
 _CancelledSlots: Final = _slots_twin(Cancelled)
 _StreamErrorSlots: Final = _slots_twin(StreamError)
-
-
-#: What :func:`decode_task_event` returns.
-TaskEvent: TypeAlias = (
-    StatusChanged | Progress | Completed | Failed | Cancelled | StreamError | UnknownEvent
-)
+_UnknownEventSlots: Final = _slots_twin(UnknownEvent)
 
 
 def decode_task_event(sse: ServerSentEvent) -> TaskEvent:
@@ -538,7 +577,7 @@ def decode_task_event(sse: ServerSentEvent) -> TaskEvent:
             value = _load_json(sse.data)
         except ValueError:
             value = None
-        return UnknownEvent(sse.event, sse.data, value, sse)
+        return _unknown_event(sse, value)
     try:
         obj = _load_json(sse.data)
     except ValueError as exc:
@@ -713,6 +752,20 @@ def _error_event(obj: dict[str, Any], sse: ServerSentEvent) -> StreamError:
     event.raw = obj
     event.__class__ = StreamError
     decoded: StreamError = event
+    return decoded
+
+
+def _unknown_event(sse: ServerSentEvent, value: Any) -> UnknownEvent:
+    """An event of a type this version does not know, ``value`` its data as JSON (None
+    when not JSON), with the ``raw`` that ``UnknownEvent.__post_init__`` gives."""
+    event: Any = _new(_UnknownEventSlots)
+    event.event = sse.event
+    event.data = sse.data
+    event.json = value
+    event.sse = sse
+    event.raw = value if isinstance(value, dict) else {}
+    event.__class__ = UnknownEvent
+    decoded: UnknownEvent = event
     return decoded
 
 

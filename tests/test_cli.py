@@ -423,7 +423,9 @@ def test_the_progress_bar_draws_server_text_literally(
     monkeypatch.setenv("TTY_COMPATIBLE", "1")
     monkeypatch.setenv("COLUMNS", "300")
     with _Display({"t-1": "[red]task t-1"}) as display:
-        display.update("t-1", sseproto.Progress("t-1", 0.5, stage="[i]train", message=text))
+        display.update(
+            "t-1", sseproto.Progress(task_id="t-1", progress=0.5, stage="[i]train", message=text)
+        )
     err = without_rich_styling(capsys.readouterr().err)
     assert "\x1b]8;" not in err  # no hyperlink
     assert "\x1b" not in err  # nor any other sequence than rich's own styling

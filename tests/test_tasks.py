@@ -355,6 +355,84 @@ def test_decoded_events_are_immutable(event: str) -> None:
         decoded.sse = ServerSentEvent()  # type: ignore[misc]
 
 
+# -- the TaskEvent base and keyword-only construction ------------------------------
+
+
+@pytest.mark.parametrize("event", [*KNOWN_TYPES, "unknown"])
+def test_every_decoded_event_is_a_task_event_of_its_kind(event: str) -> None:
+    decoded = decode(event, DOCUMENTED.get(event, {}))
+    assert isinstance(decoded, TaskEvent)
+    assert decoded.kind == event
+    assert type(decoded) is EXPECTED_CLASS.get(event, UnknownEvent)
+    if event in EXPECTED_CLASS:
+        assert EXPECTED_CLASS[event].kind == event  # a class attribute of the known types
+        assert decoded.is_terminal is (event in sseproto.TERMINAL_EVENTS)
+
+
+def test_an_unknown_event_kind_is_its_event() -> None:
+    assert UnknownEvent(event="metric", data="1", json=1).kind == "metric"
+    assert decode("Status", "{}").kind == "Status"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        (StatusChanged, (TASK, TaskStatus.RUNNING)),
+        (Progress, (TASK, 0.5)),
+        (Completed, (TASK,)),
+        (Failed, (TASK, "e")),
+        (Cancelled, (TASK,)),
+        (StreamError, ("m",)),
+        (UnknownEvent, ("metric", "1")),
+    ],
+    ids=lambda args: args[0].__name__,
+)
+def test_events_take_keyword_arguments_only(args: tuple[type[Any], tuple[Any, ...]]) -> None:
+    cls, positional = args
+    with pytest.raises(TypeError):
+        cls(*positional)
+    assert cls.__match_args__ == ()  # no positional class patterns either
+
+
+def test_a_built_event_is_the_decoded_one() -> None:
+    """sse and raw default to empty, and stay out of repr and comparisons."""
+    built = Progress(task_id=TASK, progress=0.35, step_current=7, step_total=20, current_node="3")
+    built = dataclasses.replace(built, timestamp=TS_DT)
+    decoded = decode("progress", DOCUMENTED["progress"])
+    assert built == decoded
+    assert hash(built) == hash(decoded)
+    assert (
+        repr(built)
+        == repr(decoded)
+        == (
+            f"Progress(task_id={TASK!r}, progress=0.35, step_current=7, step_total=20, "
+            f"current_node='3', stage=None, message=None, timestamp={TS_DT!r})"
+        )
+    )
+    assert (built.sse, built.raw) == (ServerSentEvent(), {})
+    assert built != Progress(task_id=TASK, progress=0.35)
+    completed: TaskEvent = Completed(task_id=TASK)
+    assert Cancelled(task_id=TASK) != completed  # the type is compared too
+
+
+@pytest.mark.parametrize(
+    ("value", "raw"),
+    [({"a": 1}, {"a": 1}), ([1], {}), (None, {}), ("x", {})],
+    ids=repr,
+)
+def test_an_unknown_event_raw_is_its_json_object(value: Any, raw: dict[str, Any]) -> None:
+    unknown = UnknownEvent(event="metric", data=json.dumps(value), json=value)
+    assert unknown.raw == raw
+    if isinstance(value, dict):
+        assert unknown.raw is value
+    assert dataclasses.replace(unknown, json={"b": 2}).raw == {"b": 2}
+    assert (
+        repr(unknown) == f"UnknownEvent(event='metric', data={json.dumps(value)!r}, json={value!r})"
+    )
+    with pytest.raises(TypeError):
+        UnknownEvent(event="metric", data="{}", raw={})  # type: ignore[call-arg]
+
+
 # -- data spread over several data: lines ------------------------------------------
 
 
@@ -1169,5 +1247,5 @@ def test_public_names_are_exported() -> None:
 def test_task_id_sent_as_a_number_is_read_as_its_string(event: str) -> None:
     payload: dict[str, Any] = {"task_id": 42, "status": "running", "progress": 0.5}
     decoded = decode_task_event(make(event, payload))
-    assert not isinstance(decoded, (StreamError, UnknownEvent))
+    assert isinstance(decoded, (StatusChanged, Progress, Completed, Failed, Cancelled))
     assert decoded.task_id == "42"

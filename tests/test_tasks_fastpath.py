@@ -207,7 +207,7 @@ def _old_decode_task_event(sse: ServerSentEvent) -> TaskEvent:
             value = _old_load_json(sse.data)
         except ValueError:
             value = None
-        return UnknownEvent(sse.event, sse.data, value, sse)
+        return UnknownEvent(event=sse.event, data=sse.data, json=value, sse=sse)
     try:
         obj = _old_load_json(sse.data)
     except ValueError as exc:
@@ -226,7 +226,13 @@ def _old_status_event(obj: dict[str, Any], sse: ServerSentEvent) -> StatusChange
     task_id = _old_required_str(obj, "task_id", sse, number_ok=True)
     use_task_status = not _old_nonblank(obj.get("status")) and _old_nonblank(obj.get("task_status"))
     status = TaskStatus(_old_required_str(obj, "task_status" if use_task_status else "status", sse))
-    return StatusChanged(task_id, status, _old_parse_timestamp(obj.get("timestamp")), sse, obj)
+    return StatusChanged(
+        task_id=task_id,
+        status=status,
+        timestamp=_old_parse_timestamp(obj.get("timestamp")),
+        sse=sse,
+        raw=obj,
+    )
 
 
 def _old_progress_event(obj: dict[str, Any], sse: ServerSentEvent) -> Progress:
@@ -241,16 +247,16 @@ def _old_progress_event(obj: dict[str, Any], sse: ServerSentEvent) -> Progress:
             payload=obj,
         )
     return Progress(
-        task_id,
-        _old_fraction(value),
-        _old_opt_int(obj, "step_current"),
-        _old_opt_int(obj, "step_total"),
-        _old_opt_str(obj, "current_node"),
-        _old_opt_str(obj, "stage"),
-        _old_opt_str(obj, "message"),
-        _old_parse_timestamp(obj.get("timestamp")),
-        sse,
-        obj,
+        task_id=task_id,
+        progress=_old_fraction(value),
+        step_current=_old_opt_int(obj, "step_current"),
+        step_total=_old_opt_int(obj, "step_total"),
+        current_node=_old_opt_str(obj, "current_node"),
+        stage=_old_opt_str(obj, "stage"),
+        message=_old_opt_str(obj, "message"),
+        timestamp=_old_parse_timestamp(obj.get("timestamp")),
+        sse=sse,
+        raw=obj,
     )
 
 
@@ -266,22 +272,27 @@ def _old_fraction(value: float) -> float:
 def _old_completed_event(obj: dict[str, Any], sse: ServerSentEvent) -> Completed:
     task_id = _old_required_str(obj, "task_id", sse, number_ok=True)
     return Completed(
-        task_id, obj.get("output"), _old_parse_timestamp(obj.get("completed_at")), sse, obj
+        task_id=task_id,
+        output=obj.get("output"),
+        completed_at=_old_parse_timestamp(obj.get("completed_at")),
+        sse=sse,
+        raw=obj,
     )
 
 
 def _old_failed_event(obj: dict[str, Any], sse: ServerSentEvent) -> Failed:
     task_id = _old_required_str(obj, "task_id", sse, number_ok=True)
     error = next(filter(None, (_old_opt_error(obj, key) for key in _OLD_FAILED_ERROR_KEYS)), "")
-    return Failed(task_id, error, sse, obj)
+    return Failed(task_id=task_id, error=error, sse=sse, raw=obj)
 
 
 def _old_cancelled_event(obj: dict[str, Any], sse: ServerSentEvent) -> Cancelled:
-    return Cancelled(_old_required_str(obj, "task_id", sse, number_ok=True), sse, obj)
+    task_id = _old_required_str(obj, "task_id", sse, number_ok=True)
+    return Cancelled(task_id=task_id, sse=sse, raw=obj)
 
 
 def _old_error_event(obj: dict[str, Any], sse: ServerSentEvent) -> StreamError:
-    return StreamError(_old_opt_error(obj, "message") or "", sse, obj)
+    return StreamError(message=_old_opt_error(obj, "message") or "", sse=sse, raw=obj)
 
 
 _OLD_FAILED_ERROR_KEYS: Final = ("error", "task_error", "message")
@@ -826,27 +837,59 @@ TWINS = [
     (Failed, tasks._FailedSlots, "failed", {"task_id": "t", "error": "e"}),
     (Cancelled, tasks._CancelledSlots, "cancelled", {"task_id": "t"}),
     (StreamError, tasks._StreamErrorSlots, "error", {"message": "m"}),
+    (UnknownEvent, tasks._UnknownEventSlots, "metric", {"task_id": "t", "gpu": 0.9}),
 ]
+
+
+def all_slots(cls: type) -> list[str]:
+    """The slots of ``cls``'s instances, inherited ones included, the base's first."""
+    return [name for klass in reversed(cls.__mro__) for name in vars(klass).get("__slots__", ())]
+
+
+def test_every_decoded_type_has_a_twin() -> None:
+    assert {kind for _, _, kind, _ in TWINS} == {*tasks._DECODERS, "metric"}
+
+
+@pytest.mark.parametrize(("cls", "twin", "kind", "payload"), TWINS, ids=lambda v: str(v)[:30])
+def test_twins_have_the_slots_of_their_class(
+    cls: type[Any], twin: type, kind: str, payload: dict[str, Any]
+) -> None:
+    """The layout that ``__class__`` assignment needs: the same base, the same slots
+    added to it, so the same slots in all (a field added to the class and not to the
+    twin, or the other way, fails here)."""
+    assert all_slots(twin) == all_slots(cls)
+    assert sorted(set(all_slots(cls))) == sorted(f.name for f in fields(cls))
+    assert vars(twin)["__slots__"] == vars(cls)["__slots__"]
+    assert twin.__bases__ == cls.__bases__ == (TaskEvent,)
+    assert twin.__basicsize__ == cls.__basicsize__
+    # The twin's stores are plain ones (the frozen base's would go through Python).
+    assert vars(twin)["__setattr__"] is object.__setattr__
+    assert vars(twin)["__delattr__"] is object.__delattr__
 
 
 @pytest.mark.parametrize(("cls", "twin", "kind", "payload"), TWINS, ids=lambda v: str(v)[:30])
 def test_decoded_events_are_ordinary_frozen_instances(
     cls: type[Any], twin: type, kind: str, payload: dict[str, Any]
 ) -> None:
-    assert vars(twin)["__slots__"] == cls.__slots__
-    assert cls.__slots__ == tuple(f.name for f in fields(cls))
     sse = as_sse(kind, payload)
     event = decode_task_event(sse)
     assert type(event) is cls
-    built = cls(*(getattr(event, f.name) for f in fields(cls)))
+    assert isinstance(event, TaskEvent)
+    assert not isinstance(event, twin)
+    assert event.kind == kind
+    # The same event from the constructor, every field (sse and raw included) given
+    # (an UnknownEvent's raw is not an argument: the constructor derives it).
+    built = cls(**{f.name: getattr(event, f.name) for f in fields(cls) if f.init})
+    assert built.sse is event.sse is sse
+    assert built.raw is event.raw
     assert_same_event(event, built)
     assert event == built
     assert not hasattr(event, "__dict__")
-    first = fields(cls)[0].name
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        setattr(event, first, "changed")
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        delattr(event, first)
+    for f in fields(cls):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(event, f.name, "changed")
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            delattr(event, f.name)
     assert_same_event(copy.copy(event), event)
     assert_same_event(copy.deepcopy(event), event)
     assert_same_event(pickle.loads(pickle.dumps(event)), event)
